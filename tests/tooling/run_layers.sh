@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs the named test layers in order, prints a PASS/FAIL line and the time of each, then a summary.
+# Every layer runs even when an earlier one failed, so one run shows every problem.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+bin="$root/.venv/bin"
+collections="$root/.cache/collections"
+installed="$collections/ansible_collections/fleetops/health"
+export PATH="$bin:$PATH" ANSIBLE_COLLECTIONS_PATH="$collections" ANSIBLE_CONFIG="$root/ansible.cfg"
+# pyenv keeps the older Pythons the sanity compile test checks module code against.
+for version in /root/.pyenv/versions/3.*/bin; do [ -d "$version" ] && PATH="$PATH:$version"; done
+mkdir -p tests/output
+
+layer_unit() {
+  # Run from the installed tree, as ansible-test units would see the collection.
+  (cd "$installed" && PYTHONPATH="$collections" python -m pytest -q -p no:cacheprovider tests/unit "$@")
+}
+
+layer_sanity() {
+  (cd "$installed" && ansible-test sanity --venv --python 3.11 --color no "$@") || return 1
+  # Also run the compile test for every Python module code must support (3.8 and newer).
+  (cd "$installed" && ansible-test sanity --venv --color no --test compile "$@") || return 1
+  tests/tooling/check_build.sh
+}
+
+layer_lint() {
+  ansible-lint --offline "$@"
+}
+
+layer_molecule() {
+  local found=0 rc=0 scenario dir
+  for scenario in roles/*/molecule/*/molecule.yml tests/lab/molecule/*/molecule.yml; do
+    [ -f "$scenario" ] || continue
+    dir=$(dirname "$(dirname "$(dirname "$scenario")")")
+    name=$(basename "$(dirname "$scenario")")
+    [ -n "${ROLE:-}" ] && [ "$(basename "$dir")" != "$ROLE" ] && continue
+    [ -n "${SCENARIO:-}" ] && [ "$name" != "$SCENARIO" ] && continue
+    found=1
+    echo "--- molecule test -s $name in $dir"
+    (cd "$dir" && molecule test -s "$name") || rc=1
+  done
+  [ "$found" = 1 ] || { echo "no molecule scenario matched"; return 1; }
+  return $rc
+}
+
+layer_e2e() {
+  python -m pytest -q -p no:cacheprovider tests/e2e ${K:+-k "$K"} "$@"
+}
+
+declare -A results times
+status=0
+for layer in "$@"; do
+  echo "=================== layer: $layer ==================="
+  start=$(date +%s)
+  if "layer_$layer" 2>&1 | tee "tests/output/$layer.log"; then
+    results[$layer]=PASS
+  else
+    results[$layer]=FAIL
+    status=1
+  fi
+  times[$layer]=$(( $(date +%s) - start ))
+  echo "layer $layer: ${results[$layer]} in ${times[$layer]}s (log: tests/output/$layer.log)"
+done
+
+echo "=================== summary ==================="
+passed=0 failed=0
+for layer in "$@"; do
+  printf '%-10s %s %6ss\n' "$layer" "${results[$layer]}" "${times[$layer]}"
+  if [ "${results[$layer]}" = PASS ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+done
+echo "layers: $passed passed, $failed failed"
+exit $status
