@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# ansible-test sanity on a private copy of the working tree, for a quick check of some files:
+#   tests/tooling/dev_sanity.sh plugins/modules/probe.py plugins/module_utils/probe_engine.py
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+tree="$work/ansible_collections/fleetops/health"
+mkdir -p "$tree"
+(cd "$root" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$tree"
+for version in /root/.pyenv/versions/3.*/bin; do PATH="$PATH:$version"; done
+cd "$tree"
+"$root/.venv/bin/ansible-test" sanity --venv --python "${SANITY_PYTHON:-3.11}" --color no "$@"
