@@ -8,6 +8,6 @@ trap 'rm -rf "$work"' EXIT
 tree="$work/ansible_collections/fleetops/health"
 mkdir -p "$tree"
 (cd "$root" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$tree"
-for version in /root/.pyenv/versions/3.*/bin; do PATH="$PATH:$version"; done
+for version in /root/.pyenv/versions/3.*/bin; do [ -d "$version" ] && PATH="$version:$PATH"; done
 cd "$tree"
 "$root/.venv/bin/ansible-test" sanity --venv --python "${SANITY_PYTHON:-3.11}" --color no "$@"

@@ -8,8 +8,9 @@ bin="$root/.venv/bin"
 collections="$root/.cache/collections"
 installed="$collections/ansible_collections/fleetops/health"
 export PATH="$bin:$PATH" ANSIBLE_COLLECTIONS_PATH="$collections" ANSIBLE_CONFIG="$root/ansible.cfg"
-# pyenv keeps the older Pythons the sanity compile test checks module code against.
-for version in /root/.pyenv/versions/3.*/bin; do [ -d "$version" ] && PATH="$PATH:$version"; done
+# pyenv's real interpreters, not its shims: ansible-test links the interpreter it finds on PATH.
+for version in /root/.pyenv/versions/3.*/bin; do [ -d "$version" ] && PATH="$version:$PATH"; done
+PATH="$bin:$PATH"
 mkdir -p tests/output
 
 layer_unit() {
