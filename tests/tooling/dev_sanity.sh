@@ -9,5 +9,6 @@ tree="$work/ansible_collections/fleetops/health"
 mkdir -p "$tree"
 (cd "$root" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$tree"
 for version in /root/.pyenv/versions/3.*/bin; do [ -d "$version" ] && PATH="$version:$PATH"; done
+install -D -m 0644 "$root/tests/tooling/get_pip_offline.py" "$HOME/.ansible/test/cache/get_pip_24_2.py"
 cd "$tree"
 "$root/.venv/bin/ansible-test" sanity --venv --python "${SANITY_PYTHON:-3.11}" --color no "$@"

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Unpack selected collections from the PyPI `ansible` wheel: Galaxy is out of reach here and in CI."""
 import pathlib
 import subprocess
