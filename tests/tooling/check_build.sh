@@ -5,7 +5,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 ansible-galaxy collection build --force --output-path "$work" >/dev/null
 tarball=$(ls "$work"/fleetops-health-*.tar.gz)
-ansible-galaxy collection install -p "$work/collections" "$tarball" >/dev/null
+ANSIBLE_COLLECTIONS_PATH="$work/collections" ansible-galaxy collection install -p "$work/collections" "$tarball" >/dev/null
 count=0
 for kind_dir in modules callback filter; do
   for plugin in plugins/$kind_dir/*.py; do
