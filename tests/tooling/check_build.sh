@@ -8,7 +8,7 @@ tarball=$(ls "$work"/fleetops-health-*.tar.gz)
 ANSIBLE_COLLECTIONS_PATH="$work/collections" ansible-galaxy collection install -p "$work/collections" "$tarball" >/dev/null
 count=0
 for kind_dir in modules callback filter; do
-  for plugin in plugins/$kind_dir/*.py; do
+  for plugin in plugins/"$kind_dir"/*.py; do
     [ -f "$plugin" ] || continue
     name=$(basename "$plugin" .py)
     kind=$kind_dir; [ "$kind" = modules ] && kind=module

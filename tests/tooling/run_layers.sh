@@ -3,7 +3,7 @@
 # Every layer runs even when an earlier one failed, so one run shows every problem.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 bin="$root/.venv/bin"
 collections="$root/.cache/collections"
 installed="$collections/ansible_collections/fleetops/health"
@@ -15,19 +15,19 @@ mkdir -p tests/output
 
 layer_unit() {
   # Run from the installed tree, as ansible-test units would see the collection.
-  (cd "$installed" && PYTHONPATH="$collections" python -m pytest -q -p no:cacheprovider tests/unit "$@")
+  (cd "$installed" && PYTHONPATH="$collections" python -m pytest -q -p no:cacheprovider tests/unit)
 }
 
 layer_sanity() {
   # A copy outside this git checkout: inside it, ansible-test would see the installed tree as ignored files.
-  tests/tooling/dev_sanity.sh "$@" || return 1
+  tests/tooling/dev_sanity.sh || return 1
   # The compile test again for every Python that module code must support (3.8 and newer).
-  SANITY_PYTHON=all tests/tooling/dev_sanity.sh --test compile "$@" || return 1
+  SANITY_PYTHON=all tests/tooling/dev_sanity.sh --test compile || return 1
   tests/tooling/check_build.sh
 }
 
 layer_lint() {
-  ansible-lint --offline "$@"
+  ansible-lint --offline
 }
 
 layer_molecule() {
@@ -43,11 +43,22 @@ layer_molecule() {
     (cd "$dir" && molecule test -s "$name") || rc=1
   done
   [ "$found" = 1 ] || { echo "no molecule scenario matched"; return 1; }
-  return $rc
+  return "$rc"
 }
 
 layer_e2e() {
-  python -m pytest -q -p no:cacheprovider tests/e2e ${K:+-k "$K"} "$@"
+  python -m pytest -q -p no:cacheprovider tests/e2e ${K:+-k "$K"}
+}
+
+run_layer() {
+  case "$1" in
+    unit) layer_unit ;;
+    sanity) layer_sanity ;;
+    lint) layer_lint ;;
+    molecule) layer_molecule ;;
+    e2e) layer_e2e ;;
+    *) echo "unknown layer $1 (known: unit sanity lint molecule e2e)"; return 2 ;;
+  esac
 }
 
 declare -A results times
@@ -55,7 +66,7 @@ status=0
 for layer in "$@"; do
   echo "=================== layer: $layer ==================="
   start=$(date +%s)
-  if "layer_$layer" 2>&1 | tee "tests/output/$layer.log"; then
+  if run_layer "$layer" 2>&1 | tee "tests/output/$layer.log"; then
     results[$layer]=PASS
   else
     results[$layer]=FAIL
