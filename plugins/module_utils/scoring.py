@@ -1,0 +1,136 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetops.health contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Thresholds, the weighted load score and the ok/warn/crit verdict with the reasons behind it."""
+
+from __future__ import annotations
+
+DEFAULT_THRESHOLDS = {
+    "cpu": {"warn": 85, "crit": 95},
+    "memory": {"warn": 85, "crit": 95},
+    "disk": {"warn": 85, "crit": 95},
+    "inodes": {"warn": 85, "crit": 95},
+    "load": {"warn": 1.5, "crit": 3},
+    "iowait": {"warn": 20, "crit": 40},
+    "swap": {"warn": 50, "crit": 80},
+}
+DEFAULT_WEIGHTS = {"cpu": 0.4, "memory": 0.3, "disk_io": 0.2, "network": 0.1}
+
+VERDICT_RANK = {"ok": 0, "warn": 1, "crit": 2}
+
+
+def worst_verdict(verdicts):
+    """The most severe of ``verdicts`` (``ok`` for none)."""
+    return max(verdicts, key=VERDICT_RANK.__getitem__, default="ok")
+
+
+def _number(value, name):
+    if isinstance(value, bool):
+        raise ValueError("%s must be a number, got %r" % (name, value))
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError("%s must be a number, got %r" % (name, value))
+
+
+def merge_thresholds(overrides):
+    """Defaults with ``overrides`` applied; unknown metrics or levels raise ValueError naming the key."""
+    merged = dict((metric, dict(levels)) for metric, levels in DEFAULT_THRESHOLDS.items())
+    for metric, levels in (overrides or {}).items():
+        if metric not in DEFAULT_THRESHOLDS:
+            raise ValueError("thresholds: unknown metric %r; use one of %s" % (metric, ", ".join(sorted(DEFAULT_THRESHOLDS))))
+        if not isinstance(levels, dict):
+            raise ValueError("thresholds.%s must be a dict with warn and/or crit, got %r" % (metric, levels))
+        for level, value in levels.items():
+            if level not in ("warn", "crit"):
+                raise ValueError("thresholds.%s: unknown level %r; use warn or crit" % (metric, level))
+            merged[metric][level] = _number(value, "thresholds.%s.%s" % (metric, level))
+        if merged[metric]["warn"] > merged[metric]["crit"]:
+            raise ValueError("thresholds.%s: warn (%s) is above crit (%s)" % (metric, merged[metric]["warn"], merged[metric]["crit"]))
+    return merged
+
+
+def merge_weights(overrides):
+    merged = dict(DEFAULT_WEIGHTS)
+    for name, value in (overrides or {}).items():
+        if name not in DEFAULT_WEIGHTS:
+            raise ValueError("weights: unknown key %r; use one of %s" % (name, ", ".join(sorted(DEFAULT_WEIGHTS))))
+        merged[name] = _number(value, "weights.%s" % name)
+        if merged[name] < 0:
+            raise ValueError("weights.%s must not be negative, got %s" % (name, value))
+    if not any(merged.values()):
+        raise ValueError("weights: at least one weight must be above 0")
+    return merged
+
+
+def _fmt(value):
+    return ("%.1f" % value).rstrip("0").rstrip(".")
+
+
+def _check(findings, label, value, levels, unit="%"):
+    """Append ``(rank, overshoot, sentence)`` when ``value`` reaches a level."""
+    if value is None:
+        return
+    for level in ("crit", "warn"):
+        if value >= levels[level]:
+            overshoot = (value - levels[level]) / (levels[level] or 1)
+            findings.append((VERDICT_RANK[level], overshoot, "%s %s%s >= %s %s%s" % (
+                label, _fmt(value), unit, level, _fmt(levels[level]), unit)))
+            return
+
+
+def evaluate(resources, thresholds):
+    """Return ``(verdict, reasons)``: reasons are sentences, the most severe first."""
+    findings = []
+    cpu = resources.get("cpu") or {}
+    _check(findings, "cpu", cpu.get("percent"), thresholds["cpu"])
+    _check(findings, "iowait", cpu.get("iowait"), thresholds["iowait"])
+    load = resources.get("load") or {}
+    _check(findings, "load per core (5 min)", load.get("per_core_5"), thresholds["load"], unit="")
+    memory = resources.get("memory") or {}
+    _check(findings, "memory", memory.get("percent"), thresholds["memory"])
+    cgroup = resources.get("cgroup") or {}
+    _check(findings, "cgroup memory", cgroup.get("memory_percent"), thresholds["memory"])
+    swap = resources.get("swap") or {}
+    if swap.get("total"):
+        _check(findings, "swap", swap.get("percent"), thresholds["swap"])
+    for disk in resources.get("disks") or []:
+        if disk.get("error"):
+            findings.append((VERDICT_RANK["warn"], 0.0, "disk %s: %s" % (disk["mount"], disk["error"])))
+            continue
+        _check(findings, "disk %s" % disk["mount"], disk.get("percent"), thresholds["disk"])
+        _check(findings, "inodes %s" % disk["mount"], disk.get("inodes_percent"), thresholds["inodes"])
+    failed = (resources.get("units") or {}).get("failed") or []
+    if failed:
+        names = ", ".join(unit["unit"] for unit in failed[:3]) + (", ..." if len(failed) > 3 else "")
+        findings.append((VERDICT_RANK["warn"], float(len(failed)), "%d failed unit%s: %s" % (
+            len(failed), "" if len(failed) == 1 else "s", names)))
+    findings.sort(key=lambda finding: (-finding[0], -finding[1]))
+    verdict = "ok"
+    if findings:
+        verdict = [name for name, rank in VERDICT_RANK.items() if rank == findings[0][0]][0]
+    return verdict, [finding[2] for finding in findings]
+
+
+def _busiest(entries, key):
+    values = [entry[key] for entry in entries or [] if entry.get(key) is not None]
+    return max(values) if values else None
+
+
+def load_score(resources, weights):
+    """Weighted load, 0 (idle) to 100 (saturated), over the parts measured; ``None`` if none was.
+
+    disk_io is the busiest device's busy %, network the busiest link's use of its speed. A part that
+    was not measured (no window, unknown link speed) drops out and the other weights are rescaled.
+    """
+    parts = {
+        "cpu": (resources.get("cpu") or {}).get("percent"),
+        "memory": (resources.get("memory") or {}).get("percent"),
+        "disk_io": _busiest(resources.get("io"), "busy_percent"),
+        "network": _busiest(resources.get("network"), "util_percent"),
+    }
+    measured = dict((name, min(100.0, value)) for name, value in parts.items() if value is not None and weights.get(name))
+    total_weight = sum(weights[name] for name in measured)
+    if not total_weight:
+        return None
+    return int(round(sum(weights[name] * value for name, value in measured.items()) / total_weight))
