@@ -1,0 +1,153 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetops.health contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where each log file was left: file identity, the offset store, and finding a rotated file again."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import time
+
+from ansible_collections.fleetops.health.plugins.module_utils import state_file
+
+# The first bytes of a log (a timestamp and a message) tell a reused inode from the file we tracked.
+FINGERPRINT_BYTES = 1024
+STATE_FILE_NAME = "offsets.json"
+LOCK_FILE_NAME = "offsets.lock"
+STATE_VERSION = 1
+# A path whose file vanished is remembered this long, so a file that reappears there is read from its start.
+FORGET_PATHS_AFTER_SECONDS = 90 * 86400
+# Rotated names that are compressed cannot be read as text; logrotate's delaycompress keeps .1 plain.
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".Z", ".zip")
+
+
+def identity_key(stat_result):
+    return "%d:%d" % (stat_result.st_dev, stat_result.st_ino)
+
+
+def fingerprint(fd, length):
+    """Hash of the first ``length`` bytes of an open file, or None when it is shorter than that now."""
+    data = os.pread(fd, length, 0)
+    if len(data) < length:
+        return None
+    return hashlib.sha256(data).hexdigest()
+
+
+def fingerprint_matches(fd, entry):
+    return fingerprint(fd, entry["fp_len"]) == entry["fp"]
+
+
+def new_entry(fd, path, size, offset):
+    fp_len = min(size, FINGERPRINT_BYTES)
+    return {"path": path, "offset": offset, "fp_len": fp_len, "fp": fingerprint(fd, fp_len) or ""}
+
+
+def refresh_fingerprint(fd, entry, size):
+    """Widen a short fingerprint (a file that was tiny when first seen) once the file has grown."""
+    if entry["fp_len"] < FINGERPRINT_BYTES and size > entry["fp_len"]:
+        fp_len = min(size, FINGERPRINT_BYTES)
+        entry["fp_len"] = fp_len
+        entry["fp"] = fingerprint(fd, fp_len) or ""
+
+
+def rotation_candidates(path):
+    """Plain files next to ``path`` that logrotate may have renamed it to: ``app.log.1``, ``app.log-20260101``."""
+    directory, base = os.path.split(path)
+    try:
+        names = os.listdir(directory or ".")
+    except OSError:
+        return []
+    prefix = re.compile(r"^%s[.-]" % re.escape(base))
+    return sorted(os.path.join(directory, name) for name in names
+                  if prefix.match(name) and not name.endswith(COMPRESSED_SUFFIXES))
+
+
+def open_rotated(path, key, entry):
+    """Open the file that used to be tracked at ``path`` under its rotated name; ``(fd, rotated_path)`` or None."""
+    for candidate in rotation_candidates(path):
+        try:
+            fd = os.open(candidate, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        if identity_key(os.fstat(fd)) == key and fingerprint_matches(fd, entry):
+            return fd, candidate
+        os.close(fd)
+    return None
+
+
+class OffsetStore(object):
+    """Offsets keyed by file identity (``dev:ino``), each entry remembering the path it was last read at.
+
+    ``files``: identity -> {path, offset, fp, fp_len}. ``gone``: path -> epoch, paths whose tracked file
+    vanished, so that a file reappearing there is read from its start rather than treated as never seen.
+    Several tasks may share one state_dir: a run only adds, changes or drops the entries for its own files,
+    under an exclusive lock, and writes the whole file atomically.
+    """
+
+    def __init__(self, state_dir, check_mode=False):
+        self.state_dir = state_dir
+        self.check_mode = check_mode
+        self.path = os.path.join(state_dir, STATE_FILE_NAME)
+        self.files = {}
+        self.gone = {}
+        self.warning = None
+        self._lock_fd = None
+        self._loaded = None
+
+    def open(self):
+        """Lock and load. Outside check mode the directory must be writable (StateDirError names state_dir)."""
+        if not self.check_mode:
+            state_file.ensure_writable_dir(self.state_dir, "state_dir")
+            self._lock_fd = os.open(os.path.join(self.state_dir, LOCK_FILE_NAME), os.O_RDWR | os.O_CREAT, 0o640)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        if self.check_mode and not os.path.isdir(self.state_dir):
+            state = {}
+        else:
+            state, self.warning = state_file.load_json_state(self.path)
+        self.files = dict(state.get("files", {}))
+        self.gone = dict(state.get("gone", {}))
+        self._loaded = self._serialized()
+        return self
+
+    def close(self):
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def _snapshot(self):
+        return {"version": STATE_VERSION, "files": self.files, "gone": self.gone}
+
+    def mark_gone(self, path):
+        self.gone[path] = int(time.time())
+
+    def _serialized(self):
+        return json.dumps(self._snapshot(), sort_keys=True)
+
+    @property
+    def changed(self):
+        return self._serialized() != self._loaded
+
+    def save(self):
+        """Write atomically when anything moved; returns whether offsets changed."""
+        cutoff = time.time() - FORGET_PATHS_AFTER_SECONDS
+        self.gone = dict((path, when) for path, when in self.gone.items()
+                         if when >= cutoff or os.path.lexists(path))
+        changed = self.changed
+        if changed and not self.check_mode:
+            state_file.atomic_write_json(self.path, self._snapshot())
+        return changed
+
+
+def is_missing(exc):
+    return getattr(exc, "errno", None) in (errno.ENOENT, errno.ENOTDIR)

@@ -1,0 +1,253 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetops.health contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: log_scan
+short_description: Match log rules against the lines written since the last run, across log rotation
+version_added: "0.1.0"
+description:
+  - Reads each log file from the offset saved by the previous run, counts the lines that match each rule,
+    keeps a few sample lines, and saves the new offsets on the managed host.
+  - Offsets are keyed by file identity (device, inode and a fingerprint of the first bytes), not by path.
+    When a file was rotated by renaming (C(app.log) to C(app.log.1)), the rest of the old file is read at
+    its new name, then the new file from its start. When a file was truncated in place (logrotate
+    C(copytruncate)), it is read again from its start.
+  - A last line without its newline is not counted until it is complete, and then exactly once. Lines
+    appended while the module runs are counted by this run or the next, never both.
+  - Matching works on bytes. Invalid UTF-8 is replaced in samples. C(ignore_case) folds ASCII letters only.
+author:
+  - fleetops.health contributors
+options:
+  paths:
+    description:
+      - Log files or shell globs. Files that start matching a glob are picked up on later runs.
+      - A literal path that does not exist is reported with the event C(missing); it is not an error.
+    type: list
+    elements: path
+    required: true
+  rules:
+    description:
+      - The rules to count. Each line counts at most once per rule.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Name of the rule, the key under C(rules) in the result. Unique.
+        type: str
+        required: true
+      pattern:
+        description:
+          - A Python regular expression, searched in each line. C(^) and C($) anchor at line bounds.
+          - Mutually exclusive with O(rules[].keywords).
+        type: str
+      keywords:
+        description:
+          - Literal strings; a line matches when it contains any of them. Faster than an alternation.
+          - Mutually exclusive with O(rules[].pattern).
+        type: list
+        elements: str
+      severity:
+        description: How bad a match is; the worst severity that matched is returned as C(highest_severity).
+        type: str
+        choices: [info, warning, critical]
+        default: warning
+      ignore_case:
+        description: Match without regard to ASCII letter case (also for O(rules[].exclude)).
+        type: bool
+        default: false
+      exclude:
+        description: A regular expression; a line that matches it does not count for this rule.
+        type: str
+  state_dir:
+    description:
+      - Directory on the managed host where offsets are kept (C(offsets.json)). Created when missing.
+      - Several tasks may share it; each only updates the entries of its own files.
+    type: path
+    default: /var/lib/fleetops/log_scan
+  start_at:
+    description:
+      - Where to start in a file never seen before. V(end) skips what is already there, so a first run
+        does not flood; V(beginning) reads it all.
+      - A file that appears at a path where a tracked file was rotated away is always read from its start.
+    type: str
+    choices: [end, beginning]
+    default: end
+  max_bytes:
+    description:
+      - Most bytes read per file per run (a rotated file and its successor share it). The rest waits for
+        the next run and is reported as C(backlog_bytes). V(0) means no limit.
+    type: int
+    default: 0
+  samples:
+    description: Number of matching lines kept per rule (the first ones of this run).
+    type: int
+    default: 5
+  sample_max_len:
+    description: Longest sample kept, in characters; longer lines are cut.
+    type: int
+    default: 500
+attributes:
+  check_mode:
+    support: full
+    details: Scans and returns the matches, but does not save offsets, so a real run sees the same lines.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+notes:
+  - Rotated files are looked for next to the log, as C(<path>.*) or C(<path>-*), uncompressed. With
+    logrotate C(compress), use C(delaycompress) so that the lines written before the rotation are read.
+  - A line longer than 1 MiB that spans a read chunk is matched on its first MiB only.
+seealso:
+  - name: fleetops.health log_scan guide
+    description: docs/log_scan.md in the collection.
+    link: https://github.com/fleetops/health/blob/main/docs/log_scan.md
+"""
+
+EXAMPLES = r"""
+- name: Count errors in the application logs since the last run
+  fleetops.health.log_scan:
+    paths:
+      - /var/log/app/app.log
+      - /var/log/nginx/*.log
+    rules:
+      - name: errors
+        keywords: [ERROR, Exception]
+        severity: critical
+      - name: timeouts
+        pattern: 'timed? ?out after \d+ ?ms'
+        ignore_case: true
+        exclude: healthcheck
+        severity: warning
+    max_bytes: 104857600
+
+- name: Act on what was found
+  ansible.builtin.debug:
+    msg: "{{ ansible_facts.fleet_logs.rules.errors.samples }}"
+  when: ansible_facts.fleet_logs.highest_severity == 'critical'
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts set by the module.
+  returned: always
+  type: dict
+  contains:
+    fleet_logs:
+      description: What this run found.
+      returned: always
+      type: dict
+      contains:
+        files:
+          description: One entry per file looked at, sorted as the paths were given.
+          type: list
+          elements: dict
+          contains:
+            path:
+              description: The file's path.
+              type: str
+            bytes_scanned:
+              description: Bytes read in this run, including the rest of a rotated predecessor.
+              type: int
+            backlog_bytes:
+              description: Bytes left for later runs because of O(max_bytes).
+              type: int
+            events:
+              description:
+                - C(new) first time seen, C(rotated) replaced by a new file (the old one was finished),
+                  C(truncated) shrunk or rewritten in place and read from its start, C(missing) does not exist.
+              type: list
+              elements: str
+              sample: [rotated]
+            error:
+              description: Why this file could not be read, or null. Other files are still scanned.
+              type: str
+              sample: "cannot read /var/log/secure as uid 998: Permission denied (owner uid 0, mode 0600)"
+        rules:
+          description: Per rule name, the lines that matched in this run.
+          type: dict
+          sample: {"errors": {"count": 2, "severity": "critical", "samples": ["... ERROR db down"]}}
+          contains:
+            count:
+              description: Number of matching lines (a line counts once per rule).
+              type: int
+            severity:
+              description: The rule's severity.
+              type: str
+            samples:
+              description: The first O(samples) matching lines, cut to O(sample_max_len) characters.
+              type: list
+              elements: str
+        total_matches:
+          description: Sum of the rule counts.
+          type: int
+        highest_severity:
+          description: Worst severity among rules that matched, or C(none).
+          type: str
+          sample: critical
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleetops.health.plugins.module_utils import log_offsets, log_scanner, state_file
+
+
+def main():
+    rule_options = dict(
+        name=dict(type="str", required=True),
+        pattern=dict(type="str"),
+        keywords=dict(type="list", elements="str", no_log=False),
+        severity=dict(type="str", choices=["info", "warning", "critical"], default="warning"),
+        ignore_case=dict(type="bool", default=False),
+        exclude=dict(type="str"),
+    )
+    module = AnsibleModule(
+        argument_spec=dict(
+            paths=dict(type="list", elements="path", required=True),
+            rules=dict(type="list", elements="dict", required=True, options=rule_options,
+                       mutually_exclusive=[["pattern", "keywords"]], required_one_of=[["pattern", "keywords"]]),
+            state_dir=dict(type="path", default="/var/lib/fleetops/log_scan"),
+            start_at=dict(type="str", choices=["end", "beginning"], default="end"),
+            max_bytes=dict(type="int", default=0),
+            samples=dict(type="int", default=5),
+            sample_max_len=dict(type="int", default=500),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    for option in ("max_bytes", "samples", "sample_max_len"):
+        if params[option] < 0:
+            module.fail_json(msg="%s: must be 0 or more, got %d" % (option, params[option]))
+    try:
+        rules = log_scanner.compile_rules(params["rules"])
+    except log_scanner.RuleError as exc:
+        module.fail_json(msg="rules: %s" % exc)
+
+    counter = log_scanner.RuleCounter(rules, params["samples"], params["sample_max_len"])
+    store = log_offsets.OffsetStore(params["state_dir"], check_mode=module.check_mode)
+    try:
+        with store:
+            scan = log_scanner.LogScan([os.path.abspath(path) for path in params["paths"]], counter, store,
+                                       params["start_at"], params["max_bytes"] or None)
+            facts = scan.run()
+            changed = store.save()
+    except state_file.StateDirError as exc:
+        module.fail_json(msg=str(exc))
+    except (IOError, OSError) as exc:
+        module.fail_json(msg="state_dir: cannot use offsets in %s: %s; choose a writable directory"
+                         % (params["state_dir"], exc))
+    for warning in scan.warnings + ([store.warning] if store.warning else []):
+        module.warn(warning)
+    module.exit_json(changed=changed, ansible_facts={"fleet_logs": facts})
+
+
+if __name__ == "__main__":
+    main()
