@@ -126,8 +126,10 @@ def classify_error(exc):
             return "refused", "connection refused"
         if isinstance(current, (asyncio.TimeoutError, socket.timeout, TimeoutError)):
             return "timeout", "timed out"
-        if isinstance(current, (ssl.SSLError, ssl.CertificateError)):
-            return "tls", "TLS error: %s" % (getattr(current, "verify_message", None) or getattr(current, "reason", None) or current)
+        if isinstance(current, ssl.CertificateError):
+            return "tls", "certificate verify failed: %s" % (getattr(current, "verify_message", None) or current)
+        if isinstance(current, ssl.SSLError):
+            return "tls", "TLS handshake failed: %s" % (current.reason or current)
         if isinstance(current, http_client.HTTPException) and not isinstance(current, ConnectionError):
             return "status", "invalid HTTP answer: %s" % (current,)
         pending.extend([getattr(current, "os_error", None), getattr(current, "certificate_error", None),
@@ -185,6 +187,20 @@ def summarize(results, duration_ms):
                 duration_ms=round(duration_ms, 1))
 
 
+if aiohttp is not None:
+    class CertRecordingResponse(aiohttp.ClientResponse):
+        """Keeps the peer certificate: aiohttp hands a small answer's connection back before we can look."""
+
+        peer_cert_der = None
+
+        async def start(self, connection):
+            transport = connection.transport
+            ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+            if ssl_object is not None:
+                self.peer_cert_der = ssl_object.getpeercert(binary_form=True)
+            return await super(CertRecordingResponse, self).start(connection)
+
+
 class ProbeEngine(object):
     """Probe many targets at once: ``ProbeEngine(...).run(targets)`` returns ``(results, warnings)``."""
 
@@ -211,7 +227,7 @@ class ProbeEngine(object):
         gate = asyncio.Semaphore(self.concurrency)
         if self.http_engine == ENGINE_AIOHTTP:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, force_close=True),
+                connector=aiohttp.TCPConnector(limit=0, force_close=True), response_class=CertRecordingResponse,
                 headers={"User-Agent": USER_AGENT}, auto_decompress=False)
         else:
             self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency)
@@ -312,10 +328,8 @@ class ProbeEngine(object):
                 allow_redirects=options["follow_redirects"], max_redirects=MAX_REDIRECTS,
                 ssl=self._ssl_context(target) if target.scheme == "https" else None,
                 timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-            ssl_object = response.connection.transport.get_extra_info("ssl_object") if response.connection else None
-            der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
             body = await response.content.read(BODY_LIMIT) if target.body_pattern is not None else None
-            return response.status, body, der
+            return response.status, body, response.peer_cert_der
 
     def _http_stdlib(self, target, timeout):
         """Blocking HTTP with http.client, following redirects by hand as http.client does not."""
