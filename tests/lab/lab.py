@@ -328,12 +328,18 @@ class Lab:
             podman("network", "create", "--label", f"{LABEL}={self.name}", self.network)
 
     def _wait_for_systemd(self, name: str, timeout: float) -> str:
-        try:
-            result = podman("exec", name, "systemctl", "is-system-running", "--wait", check=False,
-                            timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise LabError(f"{name}: systemd did not finish booting within {timeout:.0f}s") from exc
-        state = result.stdout.strip()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                result = podman("exec", name, "systemctl", "is-system-running", "--wait", check=False,
+                                timeout=max(deadline - time.monotonic(), 1))
+            except subprocess.TimeoutExpired as exc:
+                raise LabError(f"{name}: systemd did not finish booting within {timeout:.0f}s") from exc
+            state = result.stdout.strip()
+            # Right after `podman run` systemd may not listen on its bus yet; --wait needs the bus.
+            if state or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         if state not in READY_STATES:
             raise LabError(f"{name}: systemd is {state or 'unreachable'}: {result.stderr.strip()}")
         if state == "degraded":
