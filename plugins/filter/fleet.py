@@ -1,0 +1,288 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetops.health contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters that turn the sweep's per-host facts into the fleet report: verdicts, rows, table, sizes."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: fleet
+short_description: Fleet report filters for the sweep (fleet_report, fleet_host_verdict, fleet_table, fleet_failing_hosts, human_bytes)
+version_added: 0.1.0
+description:
+  - C(fleet_report(hostvars, hosts, thresholds={}, generated_at='')) builds the report of a sweep from
+    the facts C(fleet_resources), C(fleet_probes) and C(fleet_logs) and the registered result
+    C(fleet_resources_result) of each host; hosts sorted most severe first.
+  - C(fleet_host_verdict(resources, probes=None, logs=None, error=None)) merges one host's facts into
+    C({verdict, reasons}). Down probe targets and critical log rules are C(crit), warning log rules C(warn).
+  - C(fleet_table(report)) renders the terminal summary, C(fleet_failing_hosts(report, level)) lists the
+    hosts at or above C(warn) or C(crit), C(human_bytes(n)) writes 1536 as C(1.5 KiB).
+author: fleetops.health contributors
+options:
+  _input:
+    description: See the description for each filter.
+    type: raw
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Build the report on the control node
+  ansible.builtin.set_fact:
+    fleet_report: "{{ hostvars | fleetops.health.fleet_report(ansible_play_hosts_all) }}"
+  run_once: true
+
+- name: Print it
+  ansible.builtin.debug:
+    msg: "{{ fleet_report | fleetops.health.fleet_table }}"
+  run_once: true
+"""
+
+RETURN = r"""
+_value:
+  description: The report dict, the verdict dict, the table text, the list of hosts, or the size text.
+  type: raw
+"""
+
+from ansible_collections.fleetops.health.plugins.module_utils.scoring import (
+    VERDICT_RANK,
+    merge_thresholds,
+    worst_verdict,
+)
+
+CRIT_LOG_SEVERITIES = ("critical", "crit", "fatal", "emergency", "alert")
+WARN_LOG_SEVERITIES = ("warning", "warn", "error")
+
+
+def human_bytes(value):
+    """1536 -> '1.5 KiB'; ``None`` -> '-'."""
+    if value is None:
+        return "-"
+    size = float(value)
+    if abs(size) < 1024:
+        return "%d B" % size
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        size /= 1024.0
+        if abs(size) < 1024:
+            break
+    return "%.1f %s" % (size, unit)
+
+
+def _probe_findings(probes):
+    findings = []
+    for result in (probes or {}).get("results") or []:
+        detail = result.get("error_kind") or result.get("error") or "failed"
+        name = result.get("name", "?")
+        # state follows the unhealthy threshold; a target failing but not yet down is a warning.
+        if result.get("state") == "down" or (result.get("state") is None and result.get("ok") is False):
+            findings.append(("crit", "probe %s down (%s)" % (name, detail)))
+        elif result.get("ok") is False:
+            findings.append(("warn", "probe %s failing (%s), not down yet" % (name, detail)))
+    return findings
+
+
+def _log_rule_items(logs):
+    """Per-rule entries as ``(name, count, severity)``; rules may come as a list or a name-keyed dict."""
+    rules = (logs or {}).get("rules") or {}
+    if isinstance(rules, dict):
+        rules = [dict(rule, name=name) for name, rule in rules.items()]
+    return [(rule.get("name") or rule.get("rule") or "?", int(rule.get("count") or 0), str(rule.get("severity") or "").lower())
+            for rule in rules]
+
+
+def _log_findings(logs):
+    findings = []
+    for name, count, severity in _log_rule_items(logs):
+        if count <= 0:
+            continue
+        if severity in CRIT_LOG_SEVERITIES:
+            level = "crit"
+        elif severity in WARN_LOG_SEVERITIES:
+            level = "warn"
+        else:
+            continue
+        findings.append((level, "log rule %s: %d %s match%s" % (name, count, severity, "" if count == 1 else "es")))
+    return findings
+
+
+def fleet_host_verdict(resources, probes=None, logs=None, error=None):
+    """One host's verdict and reasons from all its facts; most severe reasons first."""
+    findings = []
+    if error:
+        findings.append(("crit", error))
+    if resources:
+        base_level = resources.get("verdict") or "ok"
+        findings.extend((base_level if base_level != "ok" else "warn", reason) for reason in resources.get("reasons") or [])
+    findings.extend(_probe_findings(probes))
+    findings.extend(_log_findings(logs))
+    # Stable sort keeps each source's own order (host_resources already sorts by overshoot).
+    findings.sort(key=lambda finding: -VERDICT_RANK[finding[0]])
+    return {"verdict": worst_verdict(level for level, _ in findings), "reasons": [text for _, text in findings]}
+
+
+def human_duration(seconds):
+    """3725 -> '1h 2m'; the two largest units are enough to tell a fresh reboot from a long uptime."""
+    if seconds is None:
+        return None
+    minutes, _ = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return "%dd %dh" % (days, hours)
+    if hours:
+        return "%dh %dm" % (hours, minutes)
+    return "%dm" % minutes
+
+
+def _level(value, levels):
+    if value is None:
+        return "none"
+    if value >= levels["crit"]:
+        return "crit"
+    if value >= levels["warn"]:
+        return "warn"
+    return "ok"
+
+
+def _worst_disk(resources):
+    disks = [disk for disk in resources.get("disks") or [] if disk.get("percent") is not None]
+    if not disks:
+        return None
+    worst = max(disks, key=lambda disk: disk["percent"])
+    return {"mount": worst["mount"], "percent": worst["percent"], "free": worst.get("free")}
+
+
+def _host_error(result):
+    """Why a host has no facts, from its registered host_resources result."""
+    if not result:
+        return "no result from host_resources (host skipped or not reached)"
+    if result.get("unreachable"):
+        return "unreachable: %s" % str(result.get("msg", "")).strip()[:300]
+    if result.get("failed"):
+        return "host_resources failed: %s" % str(result.get("msg", "")).strip()[:300]
+    return None
+
+
+def fleet_host_row(host, resources, probes=None, logs=None, result=None, thresholds=None):
+    """The report row of one host: verdict, reasons and the numbers the summary and the bars show."""
+    levels = merge_thresholds(thresholds)
+    resources = dict(resources) if resources else None
+    error = None if resources else _host_error(result)
+    verdict = fleet_host_verdict(resources, probes, logs, error)
+    row = {
+        "host": host,
+        "reachable": resources is not None,
+        "verdict": verdict["verdict"],
+        "reasons": verdict["reasons"],
+        "top_reason": verdict["reasons"][0] if verdict["reasons"] else "",
+        "score": None, "cpu_percent": None, "memory_percent": None, "worst_disk": None,
+        "load_per_core": None, "uptime": None, "uptime_text": None,
+        "probes": (probes or {}).get("summary"),
+        "logs": None,
+    }
+    if logs:
+        row["logs"] = {"total_matches": logs.get("total_matches", 0), "highest_severity": logs.get("highest_severity")}
+    if resources:
+        row.update({
+            "score": resources.get("score"),
+            "cpu_percent": (resources.get("cpu") or {}).get("percent"),
+            "memory_percent": (resources.get("memory") or {}).get("percent"),
+            "worst_disk": _worst_disk(resources),
+            "load_per_core": (resources.get("load") or {}).get("per_core_5"),
+            "uptime": resources.get("uptime"),
+            "uptime_text": human_duration(resources.get("uptime")),
+        })
+    row["bars"] = [
+        {"label": "CPU", "value": row["cpu_percent"], "level": _level(row["cpu_percent"], levels["cpu"]),
+         "warn": levels["cpu"]["warn"], "crit": levels["cpu"]["crit"]},
+        {"label": "MEM", "value": row["memory_percent"], "level": _level(row["memory_percent"], levels["memory"]),
+         "warn": levels["memory"]["warn"], "crit": levels["memory"]["crit"]},
+        {"label": "DISK", "value": row["worst_disk"]["percent"] if row["worst_disk"] else None,
+         "level": _level(row["worst_disk"]["percent"] if row["worst_disk"] else None, levels["disk"]),
+         "warn": levels["disk"]["warn"], "crit": levels["disk"]["crit"]},
+    ]
+    return row
+
+
+def _plain(value):
+    """Copy lazy/templated containers from hostvars into plain dicts and lists for JSON."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return dict((str(key), _plain(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def fleet_report(hostvars, hosts, thresholds=None, generated_at=""):
+    """The whole report: counts per verdict and one row per host, most severe first.
+
+    ``hostvars`` is Ansible's hostvars (or any mapping of host to its variables); each host may have
+    ``fleet_resources``, ``fleet_probes``, ``fleet_logs`` and the registered ``fleet_resources_result``.
+    """
+    rows = []
+    for host in hosts:
+        variables = hostvars[host]
+        resources = _plain(variables.get("fleet_resources"))
+        probes = _plain(variables.get("fleet_probes"))
+        logs = _plain(variables.get("fleet_logs"))
+        # The host's own levels, as host_resources used them, colour its bars.
+        host_thresholds = _plain(variables.get("fleet_thresholds")) or thresholds
+        row = fleet_host_row(host, resources, probes, logs, _plain(variables.get("fleet_resources_result")), host_thresholds)
+        row["facts"] = {"resources": resources, "probes": probes, "logs": logs}
+        rows.append(row)
+    rows.sort(key=lambda row: (-VERDICT_RANK[row["verdict"]], -(row["score"] or 0), row["host"]))
+    counts = dict((verdict, 0) for verdict in VERDICT_RANK)
+    for row in rows:
+        counts[row["verdict"]] += 1
+    return {
+        "generated_at": generated_at,
+        "thresholds": merge_thresholds(thresholds),
+        "total": len(rows),
+        "counts": counts,
+        "unreachable": sum(1 for row in rows if not row["reachable"]),
+        "verdict": worst_verdict(row["verdict"] for row in rows),
+        "hosts": rows,
+    }
+
+
+def fleet_failing_hosts(report, level):
+    """Hosts whose verdict is ``level`` or worse; ``never`` gives none."""
+    if level == "never":
+        return []
+    if level not in ("warn", "crit"):
+        raise ValueError("fleet_fail_on must be never, warn or crit, got %r" % (level,))
+    return [row["host"] for row in report["hosts"] if VERDICT_RANK[row["verdict"]] >= VERDICT_RANK[level]]
+
+
+def _percent(value):
+    return "-" if value is None else "%.0f%%" % value
+
+
+def fleet_table(report, width=120):
+    """The terminal summary: a headline, then one row per host."""
+    counts = report["counts"]
+    lines = ["fleet %s: %d host%s, %d crit, %d warn, %d ok%s" % (
+        report["verdict"].upper(), report["total"], "" if report["total"] == 1 else "s",
+        counts["crit"], counts["warn"], counts["ok"],
+        (", %d without facts" % report["unreachable"]) if report["unreachable"] else "")]
+    host_width = max([len("HOST")] + [len(row["host"]) for row in report["hosts"]])
+    header = "%-*s  %-7s %5s %5s %5s  %-18s %s" % (host_width, "HOST", "VERDICT", "SCORE", "CPU", "MEM", "WORST DISK", "TOP REASON")
+    lines.append(header)
+    for row in report["hosts"]:
+        disk = row["worst_disk"]
+        disk_text = "%s %s" % (_percent(disk["percent"]), disk["mount"]) if disk else "-"
+        line = "%-*s  %-7s %5s %5s %5s  %-18s %s" % (
+            host_width, row["host"], row["verdict"].upper(), "-" if row["score"] is None else row["score"],
+            _percent(row["cpu_percent"]), _percent(row["memory_percent"]), disk_text[:18], row["top_reason"] or "-")
+        lines.append(line[:width])
+    return "\n".join(lines)
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            "fleet_report": fleet_report,
+            "fleet_host_verdict": fleet_host_verdict,
+            "fleet_table": fleet_table,
+            "fleet_failing_hosts": fleet_failing_hosts,
+            "human_bytes": human_bytes,
+        }
