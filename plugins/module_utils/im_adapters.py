@@ -226,15 +226,18 @@ class IMAdapter(object):
         if limit:
             content, truncated = truncate_utf8(content, limit)
         payload = self.payload(notification, content)
-        if self.body_limit:
-            # JSON escaping makes the body larger than the content by a varying amount: shrink until it fits.
-            for _round in range(8):
-                excess = len(encode_body(payload)) - self.body_limit
-                if excess <= 0:
-                    break
-                content, _cut = truncate_utf8(content, max(0, len(content.encode("utf-8")) - excess - 8))
-                truncated = True
-                payload = self.payload(notification, content)
+        if self.body_limit and len(encode_body(payload)) > self.body_limit:
+            # JSON escaping makes the body larger than the content by a varying amount: search for the
+            # longest content whose body fits.
+            fits, low, high = self.payload(notification, ""), 0, len(content.encode("utf-8"))
+            while low < high:
+                middle = (low + high + 1) // 2
+                candidate = self.payload(notification, truncate_utf8(content, middle)[0])
+                if len(encode_body(candidate)) <= self.body_limit:
+                    fits, low = candidate, middle
+                else:
+                    high = middle - 1
+            payload, truncated = fits, True
         return payload, truncated
 
     def content(self, notification):

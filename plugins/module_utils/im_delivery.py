@@ -259,11 +259,17 @@ class Notifier(object):
 
     def run(self, notification=None, flush=False, dedupe_key=None, dedupe_window=0):
         result = self.result()
+        self._send_or_spool(result, notification, flush, dedupe_key, dedupe_window)
+        if self.spool:
+            result["spool_remaining"] = len(self.spool.pending(self.target))
+        return result
+
+    def _send_or_spool(self, result, notification, flush, dedupe_key, dedupe_window):
         flush_blocked = False
         if flush:
             flush_blocked = self._flush(result)
         if notification is None:
-            return result
+            return
         payload, result["truncated"] = self.adapter.render(notification)
         if dedupe_key:
             suppress, count, warning = self.dedupe.check(self.target, dedupe_key, dedupe_window)
@@ -272,13 +278,12 @@ class Notifier(object):
             if suppress:
                 self.dedupe.record(self.target, dedupe_key, dedupe_window, suppressed=True)
                 result["suppressed"] = count + 1
-                return result
+                return
             if count:
                 payload, result["truncated"] = self.adapter.render(_with_repeat_note(notification, count))
         if flush_blocked:
             # Keep the order: the new message may not overtake what is still spooled.
-            self._undelivered(result, payload, "queued behind %d spooled message(s) that could not be sent"
-                              % result["spool_remaining"])
+            self._undelivered(result, payload, "queued behind spooled messages that could not be sent")
         else:
             log = self.sender.send(payload)
             result["attempts"] = log.attempts
@@ -292,7 +297,6 @@ class Notifier(object):
                                   % (log.attempts, log.outcome.describe()))
         if dedupe_key:
             self.dedupe.record(self.target, dedupe_key, dedupe_window, suppressed=False)
-        return result
 
     def _flush(self, result):
         """Send this target's spooled messages oldest first; return True if some could not be sent."""
@@ -304,7 +308,6 @@ class Notifier(object):
                 raise PermanentDeliveryError(log.outcome, self.target.label, result,
                                              context="spooled message %s (it stays in %s)" % (name, self.spool.queue_dir))
             if not log.delivered:
-                result["spool_remaining"] = len(pending) - index
                 self.warnings.append("flush_spool: stopped after %d of %d spooled message(s): %s"
                                      % (index, len(pending), log.outcome.describe()))
                 return True
@@ -317,7 +320,6 @@ class Notifier(object):
             raise UndeliveredError("%s: %s" % (self.target.label, reason))
         self.spool.put(self.target, payload, result["truncated"], reason)
         result["spooled"] = True
-        result["spool_remaining"] += 1
         self.warnings.append("%s: message spooled in %s, send it later with flush_spool: true (%s)"
                              % (self.target.label, self.spool.directory, reason))
 
