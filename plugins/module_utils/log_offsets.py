@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import time
 
 from ansible_collections.fleetops.health.plugins.module_utils import state_file
@@ -47,44 +48,77 @@ def new_entry(fd, path, size, offset):
     return {"path": path, "offset": offset, "fp_len": fp_len, "fp": fingerprint(fd, fp_len) or ""}
 
 
-def refresh_fingerprint(fd, entry, size):
-    """Widen a short fingerprint (a file that was tiny when first seen) once the file has grown."""
-    if entry["fp_len"] < FINGERPRINT_BYTES and size > entry["fp_len"]:
+def refresh_fingerprint(fd, entry, size, reset=False):
+    """Widen a short fingerprint (a file that was tiny when first seen) once the file has grown, or take
+    a new one after the file was truncated and refilled."""
+    if reset or (entry["fp_len"] < FINGERPRINT_BYTES and size > entry["fp_len"]):
         fp_len = min(size, FINGERPRINT_BYTES)
         entry["fp_len"] = fp_len
         entry["fp"] = fingerprint(fd, fp_len) or ""
 
 
 def rotation_candidates(path):
-    """Plain files next to ``path`` that logrotate may have renamed it to: ``app.log.1``, ``app.log-20260101``."""
+    """``(path, stat)`` of plain files next to ``path`` that logrotate may have made of it: ``app.log.1``, ``app.log-20260101``."""
     directory, base = os.path.split(path)
     try:
         names = os.listdir(directory or ".")
     except OSError:
         return []
     prefix = re.compile(r"^%s[.-]" % re.escape(base))
-    return sorted(os.path.join(directory, name) for name in names
-                  if prefix.match(name) and not name.endswith(COMPRESSED_SUFFIXES))
+    candidates = []
+    for name in sorted(names):
+        if prefix.match(name) and not name.endswith(COMPRESSED_SUFFIXES):
+            candidate = os.path.join(directory, name)
+            try:
+                st = os.stat(candidate)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                candidates.append((candidate, st))
+    return candidates
 
 
-def open_rotated(path, key, entry):
-    """Open the file that used to be tracked at ``path`` under its rotated name; ``(fd, rotated_path)`` or None."""
-    for candidate in rotation_candidates(path):
+def _open_first(candidates, wanted):
+    """Open the first candidate for which ``wanted(fd, stat)`` holds: ``(fd, path, stat)`` or None."""
+    for candidate, _st in candidates:
         try:
             fd = os.open(candidate, os.O_RDONLY | os.O_NONBLOCK)
         except OSError:
             continue
-        if identity_key(os.fstat(fd)) == key and fingerprint_matches(fd, entry):
-            return fd, candidate
+        st = os.fstat(fd)
+        if wanted(fd, st):
+            return fd, candidate, st
         os.close(fd)
     return None
+
+
+def open_renamed(path, key, entry):
+    """The file tracked at ``path`` under its rotated name (same identity and first bytes)."""
+    return _open_first(rotation_candidates(path),
+                       lambda fd, st: identity_key(st) == key and fingerprint_matches(fd, entry))
+
+
+def open_copy(path, entry, known_keys):
+    """After copytruncate: the newest copy that starts like the tracked file and reaches its offset."""
+    candidates = sorted(rotation_candidates(path), key=lambda item: item[1].st_mtime_ns, reverse=True)
+    return _open_first(candidates, lambda fd, st: (identity_key(st) not in known_keys and st.st_size >= entry["offset"]
+                                                   and fingerprint_matches(fd, entry)))
+
+
+def later_generations(path, after_mtime_ns, known_keys):
+    """Rotated files written after ``after_mtime_ns`` that were never tracked: rotations that happened
+    between two runs. Oldest first."""
+    return [candidate for candidate, st in sorted(rotation_candidates(path), key=lambda item: item[1].st_mtime_ns)
+            if st.st_mtime_ns > after_mtime_ns and identity_key(st) not in known_keys]
 
 
 class OffsetStore(object):
     """Offsets keyed by file identity (``dev:ino``), each entry remembering the path it was last read at.
 
-    ``files``: identity -> {path, offset, fp, fp_len}. ``gone``: path -> epoch, paths whose tracked file
-    vanished, so that a file reappearing there is read from its start rather than treated as never seen.
+    ``files``: identity -> {path, offset, fp, fp_len[, skip_line]}. ``gone``: path -> epoch, paths whose
+    tracked file vanished, so that a file reappearing there is read from its start rather than treated as
+    never seen. ``globs``: pattern -> epoch of its first scan; a file a known glob matches for the first
+    time was created since, so it is read whole.
     Several tasks may share one state_dir: a run only adds, changes or drops the entries for its own files,
     under an exclusive lock, and writes the whole file atomically.
     """
@@ -95,6 +129,7 @@ class OffsetStore(object):
         self.path = os.path.join(state_dir, STATE_FILE_NAME)
         self.files = {}
         self.gone = {}
+        self.globs = {}
         self.warning = None
         self._lock_fd = None
         self._loaded = None
@@ -111,6 +146,7 @@ class OffsetStore(object):
             state, self.warning = state_file.load_json_state(self.path)
         self.files = dict(state.get("files", {}))
         self.gone = dict(state.get("gone", {}))
+        self.globs = dict(state.get("globs", {}))
         self._loaded = self._serialized()
         return self
 
@@ -126,7 +162,7 @@ class OffsetStore(object):
         self.close()
 
     def _snapshot(self):
-        return {"version": STATE_VERSION, "files": self.files, "gone": self.gone}
+        return {"version": STATE_VERSION, "files": self.files, "gone": self.gone, "globs": self.globs}
 
     def mark_gone(self, path):
         self.gone[path] = int(time.time())

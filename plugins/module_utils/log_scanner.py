@@ -16,6 +16,7 @@ import glob
 import os
 import re
 import stat
+import time
 
 from ansible_collections.fleetops.health.plugins.module_utils import log_offsets
 
@@ -229,6 +230,7 @@ class LogScan(object):
         self.warnings = []
         self._owners = {}
         self._live_keys = set()
+        self._read_whole = set()
 
     def run(self):
         # Who owned each path before this run: a rename seen at one path must not hide a rotation at another.
@@ -253,7 +255,13 @@ class LogScan(object):
         paths = []
         for pattern in self.patterns:
             if glob.has_magic(pattern):
-                paths.extend(path for path in sorted(glob.glob(pattern)) if os.path.isfile(path))
+                matches = [path for path in sorted(glob.glob(pattern)) if os.path.isfile(path)]
+                if pattern in self.store.globs:
+                    # The glob was scanned before, so a file it did not match then was created since.
+                    self._read_whole.update(matches)
+                else:
+                    self.store.globs[pattern] = int(time.time())
+                paths.extend(matches)
                 pattern_re = re.compile(_glob_to_regex(pattern))
                 paths.extend(path for path in sorted(self._owners) if pattern_re.match(path))
             else:
@@ -301,6 +309,7 @@ class LogScan(object):
         if entry is not None and not log_offsets.fingerprint_matches(fd, entry):
             if entry["path"] == path:
                 events.append("truncated")  # rewritten in place: copytruncate, then refilled past the offset
+                self._finish_copy(path, entry, result)
                 entry["offset"] = 0
                 entry.pop("skip_line", None)
             else:
@@ -320,12 +329,13 @@ class LogScan(object):
         if entry is None:
             if not events:
                 events.append("new")
-            if owner is not None or path in store.gone or self.start_at == "beginning":
+            if owner is not None or path in store.gone or path in self._read_whole or self.start_at == "beginning":
                 start = 0
             else:
                 start, skip_partial = tail_start(fd, size)
         elif size < entry["offset"]:
             events.append("truncated")
+            self._finish_copy(path, entry, result)
             start = 0
         else:
             start = entry["offset"]
@@ -343,7 +353,7 @@ class LogScan(object):
             entry["skip_line"] = True
         else:
             entry.pop("skip_line", None)
-        log_offsets.refresh_fingerprint(fd, entry, size)
+        log_offsets.refresh_fingerprint(fd, entry, size, reset="truncated" in events)
         store.gone.pop(path, None)
 
     def _finish_rotated(self, path, owner, result, budget):
@@ -355,29 +365,59 @@ class LogScan(object):
         if owner in self._live_keys:
             return True  # a glob matches its new name too: it is read there in this run
         entry = self.store.files[owner]
-        found = log_offsets.open_rotated(path, owner, entry)
+        found = log_offsets.open_renamed(path, owner, entry)
         if found is None:
             self.warnings.append("%s was replaced and its previous file was not found uncompressed next to it; "
                                  "anything written to that file after offset %d was not read" % (path, entry["offset"]))
             del self.store.files[owner]
             return True
-        fd = found[0]
+        fd, _rotated_path, st = found
         try:
-            size = os.fstat(fd).st_size
-            start = entry["offset"] if entry["offset"] <= size else 0
-            end = size if budget is None else min(size, start + budget)
+            start = entry["offset"] if entry["offset"] <= st.st_size else 0
+            end = st.st_size if budget is None else min(st.st_size, start + budget)
             resume, skip_partial, bytes_read = scan_range(fd, start, end, self.counter, entry.get("skip_line", False),
-                                                          end == size, self.chunk_bytes, self.line_limit)
+                                                          end == st.st_size, self.chunk_bytes, self.line_limit)
         finally:
             os.close(fd)
         result["bytes_scanned"] += bytes_read
-        if end < size:
-            result["backlog_bytes"] += size - end
+        if end < st.st_size:
+            result["backlog_bytes"] += st.st_size - end
             entry["offset"] = resume
             entry["skip_line"] = skip_partial
             return False
         del self.store.files[owner]
+        self._read_later_generations(path, st.st_mtime_ns, result)
         return True
+
+    def _finish_copy(self, path, entry, result):
+        """copytruncate: the lines written between the saved offset and the truncation are in the copy."""
+        found = log_offsets.open_copy(path, entry, self._known_keys())
+        if found is None:
+            return
+        fd, _copy_path, st = found
+        try:
+            bytes_read = scan_range(fd, entry["offset"], st.st_size, self.counter, entry.get("skip_line", False),
+                                    True, self.chunk_bytes, self.line_limit)[2]
+        finally:
+            os.close(fd)
+        result["bytes_scanned"] += bytes_read
+        self._read_later_generations(path, st.st_mtime_ns, result)
+
+    def _read_later_generations(self, path, after_mtime_ns, result):
+        """Rotations between two runs leave whole generations never seen (app.log.1 when we had app.log.2)."""
+        for generation in log_offsets.later_generations(path, after_mtime_ns, self._known_keys()):
+            try:
+                fd = os.open(generation, os.O_RDONLY | os.O_NONBLOCK)
+            except OSError:
+                continue
+            try:
+                result["bytes_scanned"] += scan_range(fd, 0, os.fstat(fd).st_size, self.counter, False, True,
+                                                      self.chunk_bytes, self.line_limit)[2]
+            finally:
+                os.close(fd)
+
+    def _known_keys(self):
+        return self._live_keys | set(self.store.files)
 
 
 def _glob_to_regex(pattern):
