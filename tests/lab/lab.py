@@ -44,6 +44,9 @@ CACHE_DIR = LAB_DIR / "cache"
 CONTAINERS_CONF = LAB_DIR / "containers.conf"
 DEFAULT_LAB_NAME = os.environ.get("FLEETOPS_LAB_NAME", "fleetops-lab")
 LABEL = "fleetops-lab"
+# Set on the hosts of a lab that one process owns (a pytest session): once that process is gone, the
+# next session removes them, even if the owner died without tearing down.
+OWNER_LABEL = "fleetops-lab.owner-pid"
 IMAGE_REPOSITORY = "localhost/fleetops-lab"
 HOST_PYTHON = "/usr/bin/python3"
 READY_STATES = ("running", "degraded")
@@ -258,8 +261,9 @@ def ssh_key() -> Path:
 class Lab:
     """A named set of lab hosts on a podman network of their own."""
 
-    def __init__(self, name: str = DEFAULT_LAB_NAME) -> None:
+    def __init__(self, name: str = DEFAULT_LAB_NAME, owner_pid=None) -> None:
         self.name = name
+        self.owner_pid = owner_pid
         self.network = name
         prefix = "" if name == "fleetops-lab" else f"{name}."
         self.podman_inventory = CACHE_DIR / f"{prefix}inventory.podman.yml"
@@ -276,10 +280,11 @@ class Lab:
         self.remove_containers()
         self._ensure_network()
         key = ssh_key()
+        owner = ["--label", f"{OWNER_LABEL}={self.owner_pid}"] if self.owner_pid else []
         with timed(f"start {len(names)} host(s)"):
             for name in names:
                 podman(
-                    "run", "-d", "--name", name, "--hostname", name, "--label", f"{LABEL}={self.name}",
+                    "run", "-d", "--name", name, "--hostname", name, "--label", f"{LABEL}={self.name}", *owner,
                     "--network", self.network, "--systemd=always",
                     # systemd needs the cgroup2 tree to see a killed unit's children go; without it a
                     # kill -9 leaves the unit in stop-sigterm for 90 s.
@@ -365,6 +370,20 @@ class Lab:
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         _write_inventory(self.podman_inventory, podman_vars, {host.name: host.name for host in hosts})
         _write_inventory(self.ssh_inventory, ssh_vars, {host.name: host.address for host in hosts})
+
+
+def reap_orphaned_labs() -> None:
+    """Remove the labs whose owning process has exited (see OWNER_LABEL)."""
+    listed = json.loads(podman("ps", "-a", "--filter", f"label={OWNER_LABEL}", "--format", "json").stdout or "[]")
+    orphans = set()
+    for container in listed:
+        labels = container.get("Labels") or {}
+        pid = int(labels.get(OWNER_LABEL, "0") or 0)
+        if pid and not Path(f"/proc/{pid}").exists():
+            orphans.add(labels[LABEL])
+    for name in sorted(orphans):
+        log(f"removing lab {name}: its owner process is gone")
+        Lab(name).down()
 
 
 def _write_inventory(path: Path, group_vars: dict, address_of: dict) -> None:
