@@ -140,6 +140,7 @@ class OffsetStore(object):
             state_file.ensure_writable_dir(self.state_dir, "state_dir")
             self._lock_fd = os.open(os.path.join(self.state_dir, LOCK_FILE_NAME), os.O_RDWR | os.O_CREAT, 0o640)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            self._remove_torn_writes()
         if self.check_mode and not os.path.isdir(self.state_dir):
             state = {}
         else:
@@ -149,6 +150,16 @@ class OffsetStore(object):
         self.globs = dict(state.get("globs", {}))
         self._loaded = self._serialized()
         return self
+
+    def _remove_torn_writes(self):
+        """Temp files left by a run killed mid-write; with the lock held no live writer owns them."""
+        prefix = ".%s." % STATE_FILE_NAME
+        for name in os.listdir(self.state_dir):
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(self.state_dir, name))
+                except OSError:
+                    pass
 
     def close(self):
         if self._lock_fd is not None:

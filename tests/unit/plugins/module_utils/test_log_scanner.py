@@ -387,10 +387,13 @@ def test_a_file_the_user_cannot_read_is_an_error_for_that_file_only(world_readab
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     os.chown(str(state_dir), 65534, 65534)
-    collections = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(log_scanner.__file__))))
+    # .../<root>/ansible_collections/fleetops/health/plugins/module_utils/log_scanner.py
+    collections_root = log_scanner.__file__
+    for _level in range(6):
+        collections_root = os.path.dirname(collections_root)
     out = subprocess.run(["/usr/sbin/runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", ENGINE_AS_NOBODY,
                           str(state_dir), str(secret), str(public)],
-                         env={"PYTHONPATH": os.path.dirname(os.path.dirname(collections)), "PATH": "/usr/bin:/bin"},
+                         env={"PYTHONPATH": collections_root, "PATH": "/usr/bin:/bin"},
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     assert out.returncode == 0, out.stderr
     facts = json.loads(out.stdout)
