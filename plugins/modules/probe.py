@@ -12,8 +12,8 @@ version_added: 0.1.0
 description:
   - Probes many HTTP(S) URLs, TCP ports and TLS endpoints at once from the host the task runs on, in one
     module call, and returns one compact result per target in C(ansible_facts.fleet_probes).
-  - Run it on a managed host to probe that host's local services, or with C(delegate_to: localhost) to
-    probe from the control node.
+  - Run it on a managed host to probe that host's local services, or delegate it to C(localhost) to probe
+    from the control node.
   - HTTP uses L(aiohttp,https://docs.aiohttp.org/) when it is importable, else a thread pool of Python's
     C(http.client); the result's C(engine) says which ran. TCP and TLS checks use asyncio streams and C(ssl).
   - With O(state_file), consecutive counts persist between runs and a target changes state only after
