@@ -17,10 +17,14 @@ def _read(path):
 
 
 def _read_int_or_none(path, unlimited_words=("max",)):
-    """An integer from a one-value cgroup file; ``None`` when the file says unlimited or is absent."""
+    """An integer from a one-value cgroup file; ``None`` when the file says unlimited or is absent.
+
+    Only absence means "no such limit"; a file that exists but cannot be read raises, and the whole
+    section becomes an error entry rather than a silent "unlimited".
+    """
     try:
         value = _read(path)
-    except (IOError, OSError):
+    except FileNotFoundError:
         return None
     if value in unlimited_words or value == "-1":
         return None
@@ -50,8 +54,8 @@ def read_cgroup_v2(root):
         quota, period = _read(os.path.join(root, "cpu.max")).split()
         if quota != "max":
             cpu_quota_cores = float(quota) / float(period)
-    except (IOError, OSError):
-        pass
+    except FileNotFoundError:
+        pass  # the root cgroup has no cpu.max
     # The true root cgroup has no memory.max or memory.current: both stay None (no limit to report).
     return _limits(
         _read_int_or_none(os.path.join(root, "memory.max")),

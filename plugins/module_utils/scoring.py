@@ -96,7 +96,9 @@ def evaluate(resources, thresholds):
         _check(findings, "swap", swap.get("percent"), thresholds["swap"])
     for disk in resources.get("disks") or []:
         if disk.get("error"):
-            findings.append((VERDICT_RANK["warn"], 0.0, "disk %s: %s" % (disk["mount"], disk["error"])))
+            # A hung or failing mount matters; an unreadable mount table alone does not make a verdict.
+            if disk.get("mount"):
+                findings.append((VERDICT_RANK["warn"], 0.0, "disk %s: %s" % (disk["mount"], disk["error"])))
             continue
         _check(findings, "disk %s" % disk["mount"], disk.get("percent"), thresholds["disk"])
         _check(findings, "inodes %s" % disk["mount"], disk.get("inodes_percent"), thresholds["inodes"])

@@ -1,0 +1,127 @@
+"""Mount table parsing and statvfs deadlines, with a real FUSE filesystem whose statfs hangs."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from ansible_collections.fleetops.health.plugins.module_utils import collectors
+from ansible_collections.fleetops.health.plugins.module_utils import mounts
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "host_resources")
+
+
+def fixture_text(name):
+    with open(os.path.join(FIXTURES, name)) as handle:
+        return handle.read()
+
+
+def test_parse_mounts_nfs_host_drops_pseudo_and_bind_duplicates():
+    table = mounts.parse_mounts(fixture_text("mounts_nfs_host.txt"))
+    assert [entry["mount"] for entry in table] == ["/", "/boot", "/var", "/mnt/home dir"]
+    assert table[-1] == {"mount": "/mnt/home dir", "device": "nas01:/export/home", "fstype": "nfs4"}
+
+
+def test_parse_mounts_vm_capture():
+    table = mounts.parse_mounts(fixture_text("mounts_vm.txt"))
+    assert {"mount": "/", "device": "/dev/vda", "fstype": "ext4"} in table
+    assert not [entry for entry in table if entry["fstype"] in ("tmpfs", "cgroup", "proc", "devpts")]
+
+
+def test_parse_mounts_custom_exclude_keeps_tmpfs():
+    table = mounts.parse_mounts(fixture_text("mounts_nfs_host.txt"), exclude_fstypes=["nfs4"])
+    assert "/run" in [entry["mount"] for entry in table]
+    assert "/mnt/home dir" not in [entry["mount"] for entry in table]
+
+
+def test_measure_live_root_like_df():
+    (disk,) = mounts.measure_mounts([{"mount": "/", "device": "x", "fstype": "ext4"}], 2.0)
+    st = os.statvfs("/")
+    assert disk["total"] == st.f_blocks * st.f_frsize
+    assert 0 < disk["percent"] < 100 and 0 <= disk["inodes_percent"] < 100
+    df = subprocess.run(["df", "--output=pcent", "/"], stdout=subprocess.PIPE, universal_newlines=True, check=True)
+    assert abs(disk["percent"] - float(df.stdout.split()[-1].rstrip("%"))) <= 1.0
+
+
+def test_measure_missing_mount_is_error_entry(tmp_path):
+    (disk,) = mounts.measure_mounts([{"mount": str(tmp_path / "gone"), "device": "d", "fstype": "ext4"}], 1.0)
+    assert disk["error"].startswith("statvfs failed: No such file")
+
+
+SLOW_FS = textwrap.dedent("""
+    import errno, stat, sys, time
+    from fuse import FUSE, FuseOSError, Operations
+
+    class SlowStatfs(Operations):
+        def getattr(self, path, fh=None):
+            if path == "/":
+                return dict(st_mode=stat.S_IFDIR | 0o755, st_nlink=2)
+            raise FuseOSError(errno.ENOENT)
+
+        def readdir(self, path, fh):
+            return [".", ".."]
+
+        def statfs(self, path):
+            time.sleep(float(sys.argv[2]))  # a dead NFS server, as seen by statvfs
+            return dict(f_bsize=4096, f_frsize=4096, f_blocks=100, f_bfree=50, f_bavail=50, f_files=10, f_ffree=5)
+
+    FUSE(SlowStatfs(), sys.argv[1], foreground=True, fsname="fleetops_slowfs")
+""")
+
+
+@pytest.fixture
+def hung_mount(tmp_path):
+    """A FUSE mount (fusepy, libfuse2) whose statfs sleeps 30 s."""
+    pytest.importorskip("fuse", reason="fusepy (requirements/test.txt) is needed for the hung-mount test")
+    if not os.path.exists("/dev/fuse") or not shutil.which("fusermount"):
+        pytest.skip("no /dev/fuse or fusermount on this machine")
+    mountpoint = tmp_path / "hung"
+    mountpoint.mkdir()
+    script = tmp_path / "slowfs.py"
+    script.write_text(SLOW_FS)
+    server = subprocess.Popen([sys.executable, str(script), str(mountpoint), "30"])
+    try:
+        for _ in range(100):
+            with open("/proc/self/mounts") as handle:
+                if " %s fuse" % mountpoint in handle.read():
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("FUSE mount did not appear")
+        yield str(mountpoint)
+    finally:
+        # killing the server aborts the pending statfs, so abandoned threads return too
+        server.kill()
+        server.wait()
+        subprocess.run(["fusermount", "-u", "-z", str(mountpoint)], stderr=subprocess.DEVNULL)
+
+
+def test_hung_mount_costs_at_most_mount_timeout(hung_mount):
+    table = [{"mount": "/", "device": "/dev/root", "fstype": "ext4"},
+             {"mount": hung_mount, "device": "fleetops_slowfs", "fstype": "fuse"},
+             {"mount": hung_mount, "device": "again", "fstype": "fuse"}]
+    start = time.monotonic()
+    root, hung, hung_again = mounts.measure_mounts(table, 0.5)
+    elapsed = time.monotonic() - start
+    # two hung mounts share one deadline: 0.5 s in all, not 1 s
+    assert elapsed < 0.9
+    assert "total" in root and "error" not in root
+    assert "no answer to statvfs within 0.5s" in hung["error"]
+    assert "error" in hung_again
+
+
+def test_module_collect_with_hung_mount_warns_and_returns(hung_mount):
+    start = time.monotonic()
+    facts = collectors.HostResources(window=0.2, mount_timeout=0.5, exclude_fstypes=[],
+                                     subset=["disk", "cpu"]).collect()
+    elapsed = time.monotonic() - start
+    assert elapsed < 1.2
+    hung = [disk for disk in facts["disks"] if disk["mount"] == hung_mount]
+    assert hung and "error" in hung[0]
+    assert facts["verdict"] in ("warn", "crit")
+    assert any(reason.startswith("disk %s:" % hung_mount) for reason in facts["reasons"])
