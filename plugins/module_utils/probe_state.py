@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 
-from ansible_collections.fleetops.health.plugins.module_utils.state_file import atomic_write_json, load_json_state
+from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError, atomic_write_json, load_json_state
 
 STATE_VERSION = 1
 UP = "up"
@@ -74,7 +74,10 @@ class ProbeStateStore(object):
 
     def load(self):
         """Read the file; return a warning string when a corrupt file was moved aside, else None."""
-        document, warning = load_json_state(self.path)
+        try:
+            document, warning = load_json_state(self.path)
+        except (IOError, OSError) as exc:
+            raise StateDirError("state_file: cannot read %s (%s); check the path and its permissions" % (self.path, exc))
         targets = document.get("targets")
         if document and (document.get("version") != STATE_VERSION or not isinstance(targets, dict)):
             aside = "%s.unknown-%d" % (self.path, int(time.time()))
@@ -100,4 +103,7 @@ class ProbeStateStore(object):
         return results
 
     def save(self):
-        atomic_write_json(self.path, dict(version=STATE_VERSION, targets=self.targets))
+        try:
+            atomic_write_json(self.path, dict(version=STATE_VERSION, targets=self.targets))
+        except (IOError, OSError) as exc:
+            raise StateDirError("state_file: cannot write %s (%s); check the path and its permissions" % (self.path, exc))

@@ -22,16 +22,20 @@ description:
     reported C(down), with one C(failed) transition, after O(unhealthy_threshold) runs. One run counts as one
     observation whatever the O(targets[].retries).
 author:
-  - fleetops.health contributors
+  - fleetops.health contributors (@fleetops)
 attributes:
   check_mode:
     support: full
+    description: Can run in check_mode and return changed status prediction without modifying target.
     details: The probes run in check mode too (they only read); the state file is not written, and the
       results show the transitions a real run would record.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
   platform:
+    support: full
     platforms: posix
+    description: Any POSIX host with Python 3.8 or later; it probes from the host the task runs on.
 notes:
   - C(changed) is always false. The module never changes the probed services; updating its own state file
     is bookkeeping.
@@ -341,8 +345,6 @@ def main():
         facts = run_probes(module)
     except (TargetError, StateDirError) as exc:
         module.fail_json(msg=str(exc))
-    except (IOError, OSError) as exc:
-        module.fail_json(msg="state_file %s: %s; check the path and its permissions" % (module.params["state_file"], exc))
     down = [result["name"] for result in facts["results"] if result["state"] == "down"]
     if module.params["fail_on_down"] and down:
         module.fail_json(msg="targets down: %s" % ", ".join(down), ansible_facts=dict(fleet_probes=facts))

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError
 from ansible_collections.fleetops.health.plugins.module_utils.probe_state import (
     ProbeStateStore, advance, apply_without_state, fresh_entry)
 
@@ -101,3 +102,14 @@ def test_unreadable_state_is_moved_aside_with_warning_and_run_continues(tmp_path
 def test_thresholds_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="healthy_threshold"):
         ProbeStateStore(str(tmp_path / "s.json"), 0, 3)
+
+
+def test_unreadable_path_names_state_file(tmp_path):
+    (tmp_path / "a_dir.json").mkdir()
+    store = ProbeStateStore(str(tmp_path / "a_dir.json"))
+    with pytest.raises(StateDirError, match="^state_file: cannot read .*a_dir.json"):
+        store.load()
+    store = ProbeStateStore(str(tmp_path / "missing" / "probe_state.json"))
+    store.load()
+    with pytest.raises(StateDirError, match="^state_file: cannot write .*probe_state.json"):
+        store.save()
