@@ -40,6 +40,12 @@ PLAYBOOK = """
       check_mode: true
       register: checked
 
+    - name: A corrupt state file is moved aside with a warning and the run goes on
+      fleetops.health.probe:
+        targets: "{{ probe_targets }}"
+        state_file: "%(corrupt_state_file)s"
+      register: corrupt
+
     - name: An unknown option in a target
       fleetops.health.probe:
         targets: [{name: web, url: "http://127.0.0.1:1/", timout: 3}]
@@ -56,7 +62,7 @@ PLAYBOOK = """
 
     - name: Save what was seen
       ansible.builtin.copy:
-        content: "{{ {'runs': runs.results, 'checked': checked, 'bad_target': bad_target, 'failing': failing} | to_json }}"
+        content: "{{ {'runs': runs.results, 'checked': checked, 'bad_target': bad_target, 'failing': failing, 'corrupt': corrupt} | to_json }}"
         dest: "%(output)s"
         mode: "0600"
 """
@@ -83,7 +89,9 @@ def playbook_run(tmp_path_factory):
     closed_port = closed.getsockname()[1]
     closed.close()
     paths = dict(web_port=server.server_address[1], closed_port=closed_port,
-                 state_file=str(workdir / "state" / "probe_state.json"), output=str(workdir / "seen.json"))
+                 state_file=str(workdir / "state" / "probe_state.json"), output=str(workdir / "seen.json"),
+                 corrupt_state_file=str(workdir / "corrupt.json"))
+    (workdir / "corrupt.json").write_text("{half a state")
     (workdir / "play.yml").write_text(PLAYBOOK % paths)
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
                ANSIBLE_COLLECTIONS_PATH=":".join(os.path.join(ROOT, ".cache", name)
@@ -130,6 +138,15 @@ def test_check_mode_reports_but_does_not_write(playbook_run):
     assert (checked["state"], checked["transition"], checked["error_kind"]) == ("down", "failed", "refused")
     recorded = playbook_run["state_file"]["targets"]["web"]
     assert (recorded["state"], recorded["consecutive_ok"]) == ("up", 3)
+
+
+def test_corrupt_state_file_warns_and_continues(playbook_run):
+    corrupt = playbook_run["corrupt"]
+    assert not corrupt.get("failed") and by_name(corrupt)["web"]["ok"]
+    assert any("was corrupt" in warning and "moved it to" in warning for warning in corrupt["warnings"])
+    aside = corrupt["warnings"][0].rsplit("moved it to ", 1)[1].split(" ")[0]
+    with open(aside) as handle:
+        assert handle.read() == "{half a state"
 
 
 def test_unknown_option_names_the_target(playbook_run):
