@@ -1,0 +1,78 @@
+"""The module run as Ansible runs it: a real process reading its arguments, printing its JSON result."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import ansible
+import pytest
+
+import ansible_collections
+
+COLLECTIONS_DIR = os.path.dirname(os.path.abspath(list(ansible_collections.__path__)[0]))
+ANSIBLE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(ansible.__file__)))
+MODULE = "ansible_collections.fleetops.health.plugins.modules.host_resources"
+PYTHON38 = "/root/.pyenv/versions/3.8.18/bin/python"
+
+
+def run_module(tmp_path, args, python=sys.executable, python_flags=(), pythonpath=None):
+    args_file = tmp_path / "args.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    env = dict(os.environ, PYTHONPATH=pythonpath or os.pathsep.join([COLLECTIONS_DIR, ANSIBLE_PARENT]))
+    proc = subprocess.run([python] + list(python_flags) + ["-m", MODULE, str(args_file)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, env=env, timeout=60)
+    return json.loads(proc.stdout), proc.returncode
+
+
+def test_defaults_return_every_default_section_and_never_change(tmp_path):
+    result, rc = run_module(tmp_path, {})
+    assert rc == 0 and result["changed"] is False
+    facts = result["ansible_facts"]["fleet_resources"]
+    for key in ("cpu", "load", "memory", "swap", "disks", "io", "network", "processes", "cgroup", "units",
+                "uptime", "score", "verdict", "reasons"):
+        assert key in facts, key
+    assert "connections" not in facts
+    assert facts["window"] == 0.2
+
+
+def test_check_mode_runs_the_same(tmp_path):
+    result, rc = run_module(tmp_path, {"_ansible_check_mode": True, "subset": ["memory", "connections"], "window": 0})
+    assert rc == 0 and result["changed"] is False
+    assert result["ansible_facts"]["fleet_resources"]["connections"]["tcp_states"] is not None
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"subset": ["cpu", "gpu"]}, "value of subset must be one or more of"),
+    ({"window": -1}, "host_resources: window must be 0 or more seconds, got -1.0"),
+    ({"thresholds": {"disks": {"warn": 80}}}, "host_resources: thresholds: unknown metric 'disks'"),
+    ({"thresholds": {"disk": {"warn": 99}}}, "host_resources: thresholds.disk: warn (99.0) is above crit (95)"),
+    ({"weights": {"io": 1}}, "host_resources: weights: unknown key 'io'"),
+])
+def test_bad_input_fails_naming_the_key(tmp_path, args, message):
+    result, rc = run_module(tmp_path, args)
+    assert rc == 1 and result["failed"] is True
+    assert message in result["msg"]
+
+
+def test_without_psutil_names_the_library_and_the_package(tmp_path):
+    # -S leaves site-packages (and so psutil) out; ansible comes in alone through a symlink
+    only_ansible = tmp_path / "lib"
+    only_ansible.mkdir()
+    (only_ansible / "ansible").symlink_to(os.path.dirname(os.path.abspath(ansible.__file__)))
+    result, rc = run_module(tmp_path, {}, python_flags=["-S"],
+                            pythonpath=os.pathsep.join([COLLECTIONS_DIR, str(only_ansible)]))
+    assert rc == 1
+    assert "Failed to import the required Python library (psutil)" in result["msg"]
+    assert "python3-psutil" in result["msg"]
+
+
+@pytest.mark.skipif(not os.path.exists(PYTHON38), reason="no Python 3.8 (pyenv) on this machine")
+def test_runs_on_python_38(tmp_path):
+    # psutil's abi3 wheel loads on 3.8 too, so this is a full run of the module code on the oldest target
+    site_packages = os.path.dirname(os.path.dirname(os.path.abspath(__import__("psutil").__file__)))
+    result, rc = run_module(tmp_path, {"window": 0.1}, python=PYTHON38,
+                            pythonpath=os.pathsep.join([COLLECTIONS_DIR, site_packages]))
+    assert rc == 0, result
+    assert result["ansible_facts"]["fleet_resources"]["cpu"]["percent"] is not None
