@@ -184,7 +184,7 @@ def peak_rss_kib(workdir, ports, engine):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--quick", action="store_true", help="about 30-40 s: uri loop over 20 and 50, one repeat")
     args = parser.parse_args()
     uri_sizes = (20, 50) if args.quick else (20, 200)

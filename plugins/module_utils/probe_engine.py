@@ -228,7 +228,8 @@ class ProbeEngine(object):
         if self.http_engine == ENGINE_AIOHTTP:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, force_close=True), response_class=CertRecordingResponse,
-                headers={"User-Agent": USER_AGENT}, auto_decompress=False)
+                # Targets are independent: no cookie one sets may reach another.
+                cookie_jar=aiohttp.DummyCookieJar(), headers={"User-Agent": USER_AGENT}, auto_decompress=False)
         else:
             self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency)
         tasks = [asyncio.ensure_future(self._gated(gate, target)) for target in targets]
