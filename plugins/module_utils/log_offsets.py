@@ -176,7 +176,8 @@ class OffsetStore(object):
         return {"version": STATE_VERSION, "files": self.files, "gone": self.gone, "globs": self.globs}
 
     def mark_gone(self, path):
-        self.gone[path] = int(time.time())
+        """Remember that ``path`` had no tracked file (kept from the first time, so idle runs change nothing)."""
+        self.gone.setdefault(path, int(time.time()))
 
     def _serialized(self):
         return json.dumps(self._snapshot(), sort_keys=True)

@@ -295,10 +295,11 @@ class LogScan(object):
         result["events"].append("missing")
         owner = self._owners.get(path)
         if owner in self.store.files and self.store.files[owner]["path"] == path:
-            # Rotated away and not recreated yet: finish the old file, and remember the path so that
-            # the new file is read from its start when it appears.
-            if self._finish_rotated(path, owner, result, self.max_bytes):
-                self.store.mark_gone(path)
+            # Rotated away and not recreated yet: finish the old file first.
+            if not self._finish_rotated(path, owner, result, self.max_bytes):
+                return
+        # Whatever appears here later was written after this run: it will be read from its start.
+        self.store.mark_gone(path)
 
     def _scan_file(self, fd, st, path, result):
         key = log_offsets.identity_key(st)
@@ -367,8 +368,9 @@ class LogScan(object):
         entry = self.store.files[owner]
         found = log_offsets.open_renamed(path, owner, entry)
         if found is None:
-            self.warnings.append("%s was replaced and its previous file was not found uncompressed next to it; "
-                                 "anything written to that file after offset %d was not read" % (path, entry["offset"]))
+            self.warnings.append("%s: the file read there before is gone and no uncompressed rotated copy of it was "
+                                 "found next to it; what was written to it after offset %d was not read"
+                                 % (path, entry["offset"]))
             del self.store.files[owner]
             return True
         fd, _rotated_path, st = found

@@ -21,7 +21,7 @@ description:
     appended while the module runs are counted by this run or the next, never both.
   - Matching works on bytes. Invalid UTF-8 is replaced in samples. C(ignore_case) folds ASCII letters only.
 author:
-  - fleetops.health contributors
+  - fleetops.health contributors (@fleetops)
 options:
   paths:
     description:
@@ -95,11 +95,15 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Can run in check_mode and return changed status prediction without modifying target.
     details: Scans and returns the matches, but does not save offsets, so a real run sees the same lines.
   diff_mode:
     support: none
+    description: Only offsets change; there is nothing to diff.
   platform:
+    support: full
     platforms: posix
+    description: Any POSIX host with Python 3.8 or later; it reads the logs of the host the task runs on.
 notes:
   - Rotated files are looked for next to the log, as C(<path>.*) or C(<path>-*), uncompressed. With
     logrotate C(compress), use C(delaycompress) so that the lines written before the rotation are read.

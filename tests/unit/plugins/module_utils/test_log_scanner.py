@@ -279,7 +279,7 @@ def test_compressed_at_once_loses_the_tail_and_says_so(tmp_path):
     rig.append("ERROR 3\n")
     facts = rig.scan()
     assert errors(facts) == 1
-    assert len(facts["warnings"]) == 1 and "not found uncompressed" in facts["warnings"][0]
+    assert len(facts["warnings"]) == 1 and "no uncompressed rotated copy" in facts["warnings"][0]
 
 
 def test_renamed_away_then_recreated_is_finished_then_read_from_its_start(tmp_path):
@@ -294,6 +294,19 @@ def test_renamed_away_then_recreated_is_finished_then_read_from_its_start(tmp_pa
     rig.append("ERROR 3\nERROR 4\n")
     facts = rig.scan(start_at="end")
     assert (errors(facts), events(facts, str(rig.log))) == (2, ["new"])
+
+
+def test_a_literal_path_that_appears_after_a_run_is_read_from_its_start(tmp_path):
+    rig = LogRig(tmp_path)
+    later = str(rig.dir / "later.log")
+    first = rig.scan([later], start_at="end")
+    assert (events(first, later), first["changed"]) == (["missing"], True)
+    idle = rig.scan([later], start_at="end")
+    assert (events(idle, later), idle["changed"]) == (["missing"], False)
+    with open(later, "w") as handle:
+        handle.write("ERROR written before the next run\n")
+    facts = rig.scan([later], start_at="end")
+    assert (errors(facts), events(facts, later)) == (1, ["new"])
 
 
 def test_start_at_end_skips_what_was_there_but_not_an_unfinished_line(tmp_path):

@@ -149,18 +149,3 @@ def test_errors_name_the_option_to_fix(runs):
     assert results["bad_rule"]["msg"].startswith("rules: rules[0] (broken).pattern: invalid regular expression")
     assert "mutually exclusive" in results["both"]["msg"] and "pattern|keywords" in results["both"]["msg"]
 
-
-def test_a_read_only_state_dir_fails_through_ansible(tmp_path):
-    source, target = tmp_path / "source", tmp_path / "readonly"
-    source.mkdir()
-    target.mkdir()
-    mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(source), str(target)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-    if mounted.returncode != 0:
-        pytest.skip("cannot bind-mount here: %s" % mounted.stderr.decode().strip())
-    try:
-        _log, results = run_playbook(tmp_path, target)
-    finally:
-        subprocess.run(["umount", str(target)], check=True, timeout=30)
-    assert results["unwritable"]["msg"] == ("state_dir: directory %s is not writable by uid 0; choose a writable "
-                                            "directory or fix its permissions" % target)
