@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Deliver IM notifications: retries with backoff, an on-disk spool, a dedupe window, flushing in order.
 
-Public API: ``http_post``, ``Sender``, ``Spool``, ``DedupeLedger``, ``Notifier`` and the errors.
+Public API: ``HttpTransport``, ``Sender``, ``Spool``, ``DedupeLedger``, ``Notifier`` and the errors.
 The clock and sleep are injectable so that retry timing is testable without waiting.
 """
 
@@ -17,7 +17,7 @@ import time
 import uuid
 from urllib.error import HTTPError
 
-from ansible.module_utils.urls import open_url
+from ansible.module_utils.urls import Request, make_context
 from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import MASK, Outcome, redact_url, scrub
 from ansible_collections.fleetops.health.plugins.module_utils.state_file import (
     StateDirError,
@@ -50,14 +50,23 @@ class UndeliveredError(DeliveryError):
     """Retries ran out and the caller asked to fail instead of spooling."""
 
 
-def http_post(url, body, headers, timeout, validate_certs=True):
-    """POST ``body``; return ``(status, headers, body)`` for any HTTP answer, raise OSError-like on no answer."""
-    try:
-        response = open_url(url, data=body, headers=headers, method="POST", timeout=timeout,
-                            validate_certs=validate_certs, http_agent=USER_AGENT, follow_redirects="safe")
-        return response.getcode(), dict(response.headers.items()), response.read()
-    except HTTPError as exc:
-        return exc.code, dict(exc.headers.items()) if exc.headers else {}, exc.read() or b""
+class HttpTransport(object):
+    """POST with Ansible's own client, so no extra library is needed on the managed host.
+
+    The TLS context is built once: loading the CA store costs tens of milliseconds per request otherwise.
+    """
+
+    def __init__(self, timeout, validate_certs=True):
+        self._request = Request(timeout=timeout, validate_certs=validate_certs, http_agent=USER_AGENT,
+                                follow_redirects="safe", context=make_context(validate_certs=validate_certs))
+
+    def __call__(self, url, body, headers):
+        """Return ``(status, headers, body)`` for any HTTP answer; raise OSError when there is none."""
+        try:
+            response = self._request.open("POST", url, data=body, headers=headers)
+            return response.getcode(), dict(response.headers.items()), response.read()
+        except HTTPError as exc:
+            return exc.code, dict(exc.headers.items()) if exc.headers else {}, exc.read() or b""
 
 
 class AttemptLog(object):
@@ -83,23 +92,22 @@ class Sender(object):
     """
 
     def __init__(self, adapter, target, timeout=10, retries=3, retry_delay=1.0, retry_max_delay=60.0,
-                 validate_certs=True, clock=time.time, sleep=time.sleep, post=http_post):
+                 validate_certs=True, clock=time.time, sleep=time.sleep, post=None):
         self.adapter = adapter
         self.target = target
         self.timeout = timeout
         self.retries = retries
         self.retry_delay = retry_delay
         self.retry_max_delay = retry_max_delay
-        self.validate_certs = validate_certs
         self.clock = clock
         self.sleep = sleep
-        self.post = post
+        self.post = post or HttpTransport(timeout, validate_certs)
         self.sensitive = target.sensitive_strings()
 
     def attempt(self, payload):
         url, body, headers = self.adapter.prepare(self.target, payload, self.clock())
         try:
-            status, answer_headers, answer = self.post(url, body, headers, self.timeout, self.validate_certs)
+            status, answer_headers, answer = self.post(url, body, headers)
         except (socket.timeout, OSError, ValueError) as exc:
             # urllib's URLError is an OSError; its text can include the request URL on some paths.
             reason = getattr(exc, "reason", None) or exc

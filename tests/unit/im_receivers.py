@@ -37,11 +37,12 @@ PLATFORMS = ("wecom", "dingtalk", "feishu", "lark", "slack", "teams", "telegram"
 
 
 def _json(status, document, headers=None):
-    return status, dict(headers or {}), json.dumps(document).encode("utf-8")
+    return status, dict(headers or {}, **{"Content-Type": "application/json; charset=utf-8"}), \
+        json.dumps(document).encode("utf-8")
 
 
 def _text(status, text, headers=None):
-    return status, dict(headers or {}), text.encode("utf-8")
+    return status, dict(headers or {}, **{"Content-Type": "text/plain; charset=utf-8"}), text.encode("utf-8")
 
 
 def canned_answers(platform, retry_after):
