@@ -64,7 +64,10 @@ def merge_weights(overrides):
 
 
 def _fmt(value):
-    return ("%.1f" % value).rstrip("0").rstrip(".")
+    """97.53 -> '97.5', 3.0 -> '3', 0.002 -> '0.002': short, but a small level never prints as 0."""
+    if abs(value) >= 1 or value == 0:
+        return ("%.1f" % value).rstrip("0").rstrip(".")
+    return "%.3g" % value
 
 
 def _check(findings, label, value, levels, unit="%"):

@@ -96,6 +96,12 @@ def test_load_score_weights_and_rescaling():
                               scoring.merge_weights({"memory": 0})) == 80
 
 
+def test_small_levels_are_not_rounded_to_zero():
+    resources = dict(HEALTHY, memory={"percent": 0.0042})
+    assert scoring.evaluate(resources, scoring.merge_thresholds({"memory": {"warn": 0.001, "crit": 0.002}}))[1] == [
+        "memory 0.0042% >= crit 0.002%"]
+
+
 def test_worst_verdict():
     assert scoring.worst_verdict(["ok", "crit", "warn"]) == "crit"
     assert scoring.worst_verdict([]) == "ok"

@@ -1,0 +1,166 @@
+"""The sweep playbook run for real on local-connection hosts; its HTML report loaded in headless Chromium."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import jinja2
+import pytest
+
+import ansible_collections
+from ansible_collections.fleetops.health.plugins.filter import fleet
+
+COLLECTION_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+COLLECTIONS_DIR = os.path.dirname(os.path.abspath(list(ansible_collections.__path__)[0]))
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+INVENTORY = """
+all:
+  vars:
+    ansible_connection: local
+    ansible_python_interpreter: %(python)s
+    fleet_window: 0.1
+    # Levels no value can reach, so the verdicts do not depend on how busy the test machine is.
+    fleet_thresholds: &calm
+      cpu: {warn: 1000, crit: 1001}
+      memory: {warn: 1000, crit: 1001}
+      disk: {warn: 1000, crit: 1001}
+      inodes: {warn: 1000, crit: 1001}
+      load: {warn: 1000, crit: 1001}
+      iowait: {warn: 1000, crit: 1001}
+      swap: {warn: 1000, crit: 1001}
+  hosts:
+    web-01: {}
+    web-02: {}
+    db-01:
+      # every host uses some memory: these levels make db-01 crit for sure
+      fleet_thresholds:
+        <<: *calm
+        memory: {warn: 0.001, crit: 0.002}
+    cache-01:
+      ansible_python_interpreter: /nonexistent/python3
+"""
+
+
+def sweep(tmp_path, *extra, report="report"):
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(INVENTORY % {"python": sys.executable})
+    report_dir = tmp_path / report
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(COLLECTION_ROOT, "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_COLLECTIONS_PATH=os.pathsep.join(
+                   [COLLECTIONS_DIR] + [p for p in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep) if p]))
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "fleetops.health.sweep",
+                           "-e", "fleet_report_dir=%s" % report_dir] + list(extra),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, env=env,
+                          timeout=120, cwd=str(tmp_path))
+    return proc, report_dir
+
+
+class _HostRows(HTMLParser):
+    """Collects (verdict, host name) of every ``tr.host`` and the text of ``#shown``."""
+
+    def __init__(self):
+        HTMLParser.__init__(self)
+        self.rows, self.shown, self._verdict, self._in_name, self._in_shown = [], "", None, False, False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr" and "host" in (attrs.get("class") or "").split():
+            self._verdict = attrs.get("data-verdict")
+        elif tag == "td" and attrs.get("class") == "name" and self._verdict:
+            self._in_name = True
+            self.rows.append([self._verdict, ""])
+        elif tag == "div" and self._in_name:
+            self._in_name = False
+        elif tag == "span" and attrs.get("id") == "shown":
+            self._in_shown = True
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "span"):
+            self._in_name = self._in_shown = False
+
+    def handle_data(self, data):
+        if self._in_name:
+            self.rows[-1][1] += data.strip()
+        elif self._in_shown:
+            self.shown += data
+
+
+def chromium_rows(html_path):
+    """Load the page in headless Chromium (scripts run) and parse the DOM it ends with."""
+    if not CHROMIUM:
+        pytest.skip("chromium is not installed (tests/tooling/system_deps.sh installs it)")
+    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           "--dump-dom", "file://%s" % html_path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          universal_newlines=True, timeout=60)
+    assert proc.returncode == 0 and "</html>" in proc.stdout
+    parser = _HostRows()
+    parser.feed(proc.stdout)
+    return parser, proc.stdout
+
+
+def test_sweep_reports_every_host_and_does_not_fail_by_default(tmp_path):
+    proc, report_dir = sweep(tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    # terminal summary: headline and one row per host, most severe first
+    assert "fleet CRIT: 4 hosts, 2 crit, 0 warn, 2 ok, 1 without facts" in proc.stdout
+    summary = proc.stdout[proc.stdout.index("HOST "):].splitlines()
+    assert [line.split()[:2] for line in summary[1:3]] == [["db-01", "CRIT"], ["cache-01", "CRIT"]]
+    assert sorted(line.split()[0] for line in summary[3:5]) == ["web-01", "web-02"]
+    assert summary[1].endswith(">= crit 0.002%") and " memory " in summary[1]
+
+    report = json.loads((report_dir / "fleet-report.json").read_text())
+    verdicts = dict((row["host"], row["verdict"]) for row in report["hosts"])
+    assert verdicts == {"db-01": "crit", "cache-01": "crit", "web-01": "ok", "web-02": "ok"}
+    cache = [row for row in report["hosts"] if row["host"] == "cache-01"][0]
+    assert "/nonexistent/python3" in cache["top_reason"] and cache["reachable"] is False
+    web = [row for row in report["hosts"] if row["host"] == "web-01"][0]
+    assert web["facts"]["resources"]["window"] == 0.1 and web["cpu_percent"] is not None
+
+    html = (report_dir / "fleet-report.html").read_text()
+    assert "http://" not in html and "https://" not in html  # self-contained: nothing to fetch
+    parser, dom = chromium_rows(report_dir / "fleet-report.html")
+    assert sorted(host for _, host in parser.rows) == ["cache-01", "db-01", "web-01", "web-02"]
+    assert dict((host, verdict) for verdict, host in parser.rows) == verdicts
+    assert parser.shown == "4 of 4 hosts shown"  # the inline script ran
+    assert dom.count('<svg class="bar"') == 3 * 3  # CPU/MEM/DISK bars for the three hosts with facts
+
+
+def test_fleet_fail_on_crit_fails_the_play_naming_hosts(tmp_path):
+    proc, report_dir = sweep(tmp_path, "-e", "fleet_fail_on=crit", "--limit", "web-01,db-01")
+    assert proc.returncode != 0
+    assert "fleet_fail_on=crit: 1 host(s) at crit or worse: db-01" in proc.stdout
+    # the reports are written before the play fails
+    assert json.loads((report_dir / "fleet-report.json").read_text())["total"] == 2
+
+
+def test_fleet_fail_on_warn_passes_a_healthy_fleet_and_bad_value_stops_early(tmp_path):
+    proc, _ = sweep(tmp_path, "-e", "fleet_fail_on=warn", "--limit", "web-01,web-02")
+    assert proc.returncode == 0, proc.stdout
+    proc, report_dir = sweep(tmp_path, "-e", "fleet_fail_on=critical", "--limit", "web-01", report="never-written")
+    assert proc.returncode != 0
+    assert "fleet_fail_on must be never, warn or crit, got 'critical'" in proc.stdout
+    assert not report_dir.exists()
+
+
+def test_html_escapes_host_content_and_scales_to_many_hosts(tmp_path):
+    """Rendered as Ansible's template module does (no autoescape), with hostile reasons, in Chromium."""
+    hostile = "<img src=x onerror=\"document.title='owned'\">"
+    hostvars = dict(("node-%02d" % index, {"fleet_resources": {
+        "verdict": "warn" if index % 3 else "crit", "reasons": ["disk /srv%s 90%% >= warn 85%%" % hostile],
+        "score": index, "cpu": {"percent": float(index)}, "memory": {"percent": 50.0},
+        "disks": [{"mount": "/srv" + hostile, "percent": 90.0, "free": 1 << 30}]}}) for index in range(40))
+    report = fleet.fleet_report(hostvars, sorted(hostvars), generated_at="2026-01-01T00:00:00Z")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(COLLECTION_ROOT, "playbooks", "templates")))
+    env.filters["fleetops.health.human_bytes"] = fleet.human_bytes
+    page = tmp_path / "fleet-report.html"
+    page.write_text(env.get_template("fleet-report.html.j2").render(fleet_report=report))
+    parser, dom = chromium_rows(page)
+    assert sorted(host for _, host in parser.rows) == sorted(hostvars)
+    assert "<img" not in dom and "owned" not in dom.split("<title>")[1].split("</title>")[0]
+    assert "&lt;img src=x" in dom
