@@ -107,8 +107,12 @@ def der_not_after(der):
 
 
 def cert_days_left(der, now=None):
+    """Days until the certificate expires, or None when its DER cannot be read."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    return round((der_not_after(der) - now).total_seconds() / 86400.0, 1)
+    try:
+        return round((der_not_after(der) - now).total_seconds() / 86400.0, 1)
+    except (IndexError, ValueError):
+        return None
 
 
 def classify_error(exc):
@@ -187,6 +191,18 @@ def summarize(results, duration_ms):
                 duration_ms=round(duration_ms, 1))
 
 
+async def read_body(stream):
+    """Up to BODY_LIMIT bytes; a single read() returns only what has arrived so far."""
+    chunks, size = [], 0
+    while size < BODY_LIMIT:
+        chunk = await stream.read(BODY_LIMIT - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 if aiohttp is not None:
     class CertRecordingResponse(aiohttp.ClientResponse):
         """Keeps the peer certificate: aiohttp hands a small answer's connection back before we can look."""
@@ -234,7 +250,7 @@ class ProbeEngine(object):
             self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency)
         tasks = [asyncio.ensure_future(self._gated(gate, target)) for target in targets]
         try:
-            done, pending = await asyncio.wait(tasks, timeout=self.deadline) if tasks else (set(), set())
+            _done, pending = await asyncio.wait(tasks, timeout=self.deadline) if tasks else (set(), set())
             for task in pending:
                 task.cancel()
             if pending:
@@ -329,7 +345,7 @@ class ProbeEngine(object):
                 allow_redirects=options["follow_redirects"], max_redirects=MAX_REDIRECTS,
                 ssl=self._ssl_context(target) if target.scheme == "https" else None,
                 timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-            body = await response.content.read(BODY_LIMIT) if target.body_pattern is not None else None
+            body = await read_body(response.content) if target.body_pattern is not None else None
             return response.status, body, response.peer_cert_der
 
     def _http_stdlib(self, target, timeout):

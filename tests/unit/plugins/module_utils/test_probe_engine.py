@@ -57,6 +57,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif self.path.startswith("/flaky"):
             hits = Handler.flaky_hits[self.path] = Handler.flaky_hits.get(self.path, 0) + 1
             self._answer(503 if hits == 1 else 200)
+        elif self.path == "/big":
+            self._answer(200, b"x" * 300000 + b"END-MARKER")
         elif self.path == "/auth":
             self._answer(200 if self.headers.get("Authorization") == "Bearer s3cret" else 401)
         else:
@@ -143,6 +145,7 @@ def probe(engine, *targets, **engine_options):
     ("/down", {"expect_status": ["500-503"]}, True, 503, None),
     ("/ok", {"body_regex": "^all go+d$"}, True, 200, None),
     ("/ok", {"body_regex": "healthy"}, False, 200, "body"),
+    ("/big", {"body_regex": "END-MARKER$"}, True, 200, None),
     ("/loop", {}, False, None, "status"),
     ("/auth", {"headers": {"Authorization": "Bearer s3cret"}}, True, 200, None),
     ("/auth", {}, False, 401, "status"),
@@ -294,3 +297,12 @@ def test_auto_engine_falls_back_to_stdlib_without_aiohttp():
                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))).stdout.split()
     assert output == ["stdlib", "missing", "aiohttp"]
     assert probe_engine.choose_engine("auto") == "aiohttp"
+
+
+def test_cert_days_left_reads_der_and_tolerates_garbage(cert_files):
+    with open(cert_files[0]) as handle:
+        der = ssl.PEM_cert_to_DER_cert(handle.read())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    assert probe_engine.cert_days_left(der, now) == 5.0
+    assert probe_engine.cert_days_left(der, now + datetime.timedelta(days=7)) == -2.0
+    assert probe_engine.cert_days_left(b"\x30\x03\x02\x01") is None
