@@ -50,6 +50,10 @@ OWNER_LABEL = "fleetops-lab.owner-pid"
 IMAGE_REPOSITORY = "localhost/fleetops-lab"
 HOST_PYTHON = "/usr/bin/python3"
 READY_STATES = ("running", "degraded")
+# ssh masters to lab hosts live at this path (ssh computes %C from local host, address, port, user),
+# so that removing a host can also close its master: see _close_ssh_masters. The molecule base config
+# passes the same path.
+SSH_CONTROL_PATH = "~/.ansible/cp/%C"
 
 SUITE = "bookworm"
 VARIANT = "minbase"
@@ -306,6 +310,8 @@ class Lab:
             self.remove_containers()
             if podman("network", "exists", self.network, check=False).returncode == 0:
                 podman("network", "rm", "-f", self.network, check=False)
+            for inventory in (self.podman_inventory, self.ssh_inventory):
+                inventory.unlink(missing_ok=True)
 
     def container_names(self) -> list:
         listed = podman("ps", "-a", "--filter", f"label={LABEL}={self.name}", "--format", "{{.Names}}")
@@ -314,7 +320,9 @@ class Lab:
     def remove_containers(self) -> None:
         names = self.container_names()
         if names:
+            addresses = [self._address(name) for name in names]
             podman("rm", "-f", "-t", "0", *names, timeout=120)
+            _close_ssh_masters(addresses)
             log(f"removed {len(names)} container(s): {' '.join(names)}")
 
     def hosts(self) -> list:
@@ -354,8 +362,8 @@ class Lab:
 
     def _address(self, name: str) -> str:
         inspected = json.loads(podman("inspect", "--format", "json", name).stdout)[0]
-        networks = inspected["NetworkSettings"]["Networks"]
-        return networks[self.network]["IPAddress"]
+        networks = inspected["NetworkSettings"]["Networks"] or {}
+        return networks.get(self.network, {}).get("IPAddress", "")
 
     def write_inventories(self, hosts: list) -> None:
         """Write the podman-connection and the ssh inventories (JSON is valid YAML), group ``lab``."""
@@ -365,11 +373,23 @@ class Lab:
             common, ansible_connection="ansible.builtin.ssh", ansible_user="root",
             ansible_ssh_private_key_file=str(ssh_key()),
             ansible_ssh_common_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
-                                    "-o LogLevel=ERROR -o ControlMaster=auto -o ControlPersist=60s",
+                                    f"-o LogLevel=ERROR -o IdentitiesOnly=yes -o ControlPath={SSH_CONTROL_PATH}",
         )
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         _write_inventory(self.podman_inventory, podman_vars, {host.name: host.name for host in hosts})
         _write_inventory(self.ssh_inventory, ssh_vars, {host.name: host.address for host in hosts})
+
+
+def _close_ssh_masters(addresses: list) -> None:
+    """Ask the ssh master connections to these hosts (see SSH_CONTROL_PATH) to exit.
+
+    A master outlives its host by ControlPersist (60 s). Were the address given to a new host in that
+    time, ssh would send the new session down the old, dead TCP connection and hang.
+    """
+    for address in addresses:
+        if address:
+            subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={SSH_CONTROL_PATH}", "-l", "root", address],
+                           capture_output=True, timeout=10, check=False)
 
 
 def reap_orphaned_labs() -> None:
