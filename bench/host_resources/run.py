@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Benchmark host_resources against its anchor, ansible.builtin.setup, measured in the same run.
+
+1. ad hoc: `ansible localhost -m fleetops.health.host_resources` vs `-m setup -a gather_subset=min|all`
+2. the module's own work, excluding the window, vs psutil's full snapshot (in-process)
+3. fleet: the sweep on N local-connection hosts vs a play of `setup gather_subset=min`, in ms per host
+
+    .venv/bin/python bench/host_resources/run.py [--quick]
+
+Prints medians and ratios; no assertions (timings depend on the machine and its load).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.path.dirname(sys.executable)
+DEV_COLLECTIONS = os.path.join(ROOT, ".cache", "dev-collections")
+ENV = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+           ANSIBLE_COLLECTIONS_PATH=os.pathsep.join([DEV_COLLECTIONS, os.path.join(ROOT, ".cache", "collections")]))
+sys.path.insert(0, DEV_COLLECTIONS)
+
+
+def ensure_dev_link():
+    link = os.path.join(DEV_COLLECTIONS, "ansible_collections", "fleetops", "health")
+    if not os.path.islink(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(ROOT, link)
+
+
+def timed(command, cwd=None):
+    start = time.monotonic()
+    proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV, cwd=cwd,
+                          universal_newlines=True)
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        raise SystemExit("failed: %s\n%s" % (" ".join(command), proc.stdout[-2000:]))
+    return elapsed
+
+
+def median_of(repeats, function):
+    return statistics.median(function() for _ in range(repeats))
+
+
+def adhoc(repeats):
+    ansible = os.path.join(BIN, "ansible")
+    base = [ansible, "localhost", "-e", "ansible_python_interpreter=%s" % sys.executable]
+    # Interleave the three commands so that a load change on the machine hits all of them alike.
+    samples = {"host_resources": [], "setup_min": [], "setup_all": []}
+    commands = {
+        "host_resources": base + ["-m", "fleetops.health.host_resources"],
+        "setup_min": base + ["-m", "ansible.builtin.setup", "-a", "gather_subset=min"],
+        "setup_all": base + ["-m", "ansible.builtin.setup", "-a", "gather_subset=all"],
+    }
+    for _ in range(repeats):
+        for name, command in commands.items():
+            samples[name].append(timed(command))
+    return dict((name, statistics.median(values)) for name, values in samples.items())
+
+
+def psutil_full_snapshot():
+    import psutil
+    psutil.cpu_times()
+    psutil.virtual_memory()
+    psutil.swap_memory()
+    for partition in psutil.disk_partitions():
+        try:
+            psutil.disk_usage(partition.mountpoint)
+        except OSError:
+            pass
+    psutil.disk_io_counters(perdisk=True)
+    psutil.net_io_counters(pernic=True)
+    psutil.net_if_stats()
+    for _ in psutil.process_iter(["name", "cpu_times", "memory_info", "status"]):
+        pass
+
+
+def own_work(repeats):
+    from ansible_collections.fleetops.health.plugins.module_utils.collectors import HostResources
+
+    def run(window):
+        collector = HostResources(window=window)
+        start = time.monotonic()
+        collector.collect()
+        return (time.monotonic() - start - window) * 1000.0
+
+    def psutil_run():
+        start = time.monotonic()
+        psutil_full_snapshot()
+        return (time.monotonic() - start) * 1000.0
+
+    run(0.0)  # warm imports and page cache, as every later call on a host is
+    return {
+        "window_0": median_of(repeats, lambda: run(0.0)),
+        "window_0.2_minus_window": median_of(repeats, lambda: run(0.2)),
+        "psutil_snapshot": median_of(repeats, psutil_run),
+    }
+
+
+SETUP_PLAY = """
+- name: setup anchor
+  hosts: all
+  gather_facts: false
+  tasks:
+    - ansible.builtin.setup:
+        gather_subset: min
+"""
+
+
+def fleet(sizes, repeats, workdir):
+    playbook = os.path.join(workdir, "setup-min.yml")
+    with open(playbook, "w") as handle:
+        handle.write(SETUP_PLAY)
+    results = []
+    for size in sizes:
+        inventory = os.path.join(workdir, "fleet-%d.yml" % size)
+        with open(inventory, "w") as handle:
+            handle.write("all:\n  vars:\n    ansible_connection: local\n    ansible_python_interpreter: %s\n  hosts:\n"
+                         % sys.executable)
+            for index in range(size):
+                handle.write("    host-%03d: {}\n" % index)
+        playbook_bin = os.path.join(BIN, "ansible-playbook")
+        sweep = [playbook_bin, "-i", inventory, "fleetops.health.sweep", "-e", "fleet_report_dir=%s/report" % workdir]
+        anchor = [playbook_bin, "-i", inventory, playbook]
+        sweep_times, anchor_times = [], []
+        for _ in range(repeats):
+            sweep_times.append(timed(sweep, cwd=workdir))
+            anchor_times.append(timed(anchor, cwd=workdir))
+        results.append((size, statistics.median(sweep_times) * 1000.0 / size, statistics.median(anchor_times) * 1000.0 / size))
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and only N=10 (about 30 s)")
+    args = parser.parse_args()
+    ensure_dev_link()
+    repeats = 2 if args.quick else 5
+    sizes = (10,) if args.quick else (10, 50, 100)
+    load = os.getloadavg()[0]
+    print("host_resources benchmark  (cores %d, load1 %.1f at start, repeats %d, medians)" % (os.cpu_count(), load, repeats))
+
+    times = adhoc(repeats)
+    print("\n1. ad hoc on localhost, wall time")
+    print("   %-44s %8s %10s" % ("command", "seconds", "ratio"))
+    print("   %-44s %8.3f %10s" % ("setup gather_subset=min (anchor)", times["setup_min"], "1.00"))
+    print("   %-44s %8.3f %10.2f" % ("setup gather_subset=all", times["setup_all"], times["setup_all"] / times["setup_min"]))
+    print("   %-44s %8.3f %10s" % ("host_resources (window 0.2 s)", times["host_resources"],
+                                    "%.2f vs min, %.2f vs all" % (times["host_resources"] / times["setup_min"],
+                                                                   times["host_resources"] / times["setup_all"])))
+    print("   goal: <= 1.0 vs min, <= 0.8 vs all")
+
+    work = own_work(repeats * 4)
+    print("\n2. the module's own work, in process, ms")
+    print("   %-44s %8.1f %10s" % ("psutil full snapshot (anchor)", work["psutil_snapshot"], "1.00"))
+    print("   %-44s %8.1f %10.2f" % ("collect(), window 0 (all sections, no rates)", work["window_0"],
+                                      work["window_0"] / work["psutil_snapshot"]))
+    print("   %-44s %8.1f %10.2f" % ("collect(), window 0.2, minus the 0.2 s", work["window_0.2_minus_window"],
+                                      work["window_0.2_minus_window"] / work["psutil_snapshot"]))
+    print("   goal: <= 25 ms")
+
+    with tempfile.TemporaryDirectory(prefix="bench-host-resources-") as workdir:
+        rows = fleet(sizes, 1 if not args.quick else 1, workdir)
+    print("\n3. fleet of N local-connection hosts, ms per host (forks from ansible.cfg)")
+    print("   %-6s %14s %18s %8s" % ("N", "sweep", "setup min play", "ratio"))
+    for size, sweep_ms, anchor_ms in rows:
+        print("   %-6d %14.0f %18.0f %8.2f" % (size, sweep_ms, anchor_ms, sweep_ms / anchor_ms))
+    print("   goal: ratio <= 1.0 (the sweep also writes the JSON and HTML reports)")
+    print("\nload1 at end %.1f" % os.getloadavg()[0])
+
+
+if __name__ == "__main__":
+    main()
