@@ -190,7 +190,7 @@ def run_playbook(request):
         if limit:
             command += ["--limit", limit if isinstance(limit, str) else ",".join(limit)]
         completed = subprocess.run(command, env=ansible_env(), cwd=REPO_ROOT, capture_output=True, text=True,
-                                   timeout=timeout)
+                                   timeout=timeout, check=False)
         try:
             output = json.loads(completed.stdout)
         except ValueError:
@@ -252,7 +252,7 @@ class Receiver:
     def respond(self, status: int = 200, body=None, headers=None, delay: float = 0.0, times: int = 1) -> None:
         """Answer the next ``times`` requests with this status, body (default {"ok": true}) and headers."""
         response = ScriptedResponse(status, {"ok": True} if body is None else body, headers or {}, delay)
-        for _ in range(times):
+        for _answer in range(times):
             self._script.put(response)
 
     def wait_for(self, count: int, timeout: float = 10) -> list:

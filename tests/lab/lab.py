@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The fleetops.health host lab: a Debian 12 base image and N systemd hosts in podman.
 
 There is no Docker engine and no registry on CI machines, so the lab builds its own image with
@@ -100,7 +99,7 @@ def podman_env() -> dict:
 def podman(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run podman with the lab's containers.conf and return the completed process (text output)."""
     result = subprocess.run(
-        ["podman", *args], env=podman_env(), capture_output=True, text=True, timeout=timeout,
+        ["podman", *args], env=podman_env(), capture_output=True, text=True, timeout=timeout, check=False,
     )
     if check and result.returncode != 0:
         raise LabError(f"podman {' '.join(args[:3])} failed (rc={result.returncode}): {result.stderr.strip()}")
@@ -231,7 +230,7 @@ def _remove_stale_tarballs(keep: Path) -> None:
 
 
 def run_checked(command: list, timeout: float) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
         raise LabError(f"{command[0]} failed (rc={result.returncode}):\n{tail}")
@@ -425,7 +424,7 @@ def _parse_size(text: str) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     commands = parser.add_subparsers(dest="command", required=True)
     image = commands.add_parser("image", help="build or reuse the base image")
     image.add_argument("--rebuild", action="store_true", help="debootstrap again even if cached")
