@@ -141,6 +141,10 @@ class OffsetStore(object):
             self._lock_fd = os.open(os.path.join(self.state_dir, LOCK_FILE_NAME), os.O_RDWR | os.O_CREAT, 0o640)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             self._remove_torn_writes()
+        elif os.path.isdir(self.state_dir) and not os.access(self.state_dir, os.W_OK | os.X_OK):
+            # Check mode writes nothing, but it must not promise a run that would fail.
+            raise state_file.StateDirError("state_dir: directory %s is not writable by uid %d; choose a writable "
+                                           "directory or fix its permissions" % (self.state_dir, os.geteuid()))
         if self.check_mode and not os.path.isdir(self.state_dir):
             state = {}
         else:

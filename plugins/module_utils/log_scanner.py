@@ -64,8 +64,8 @@ def compile_rules(rule_specs):
             if any(not keyword for keyword in keywords):
                 raise RuleError("%s.keywords: keywords must not be empty strings" % where)
             # bytes.lower() folds ASCII only, like a bytes regex with IGNORECASE.
-            searches = [re.compile(re.escape(keyword.lower() if ignore_case else keyword).encode("utf-8"))
-                        for keyword in keywords]
+            encoded = [keyword.encode("utf-8") for keyword in keywords]
+            searches = [re.compile(re.escape(keyword.lower() if ignore_case else keyword)) for keyword in encoded]
             on_lowered = ignore_case
         elif spec.get("pattern"):
             searches = [_compile(spec["pattern"], flags, where + ".pattern")]
@@ -274,21 +274,25 @@ class LogScan(object):
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as exc:
-            if log_offsets.is_missing(exc):
+            if not log_offsets.is_missing(exc):
+                result["error"] = "cannot read %s as uid %d: %s%s" % (path, os.geteuid(), exc.strerror, _mode_hint(path))
+                return result
+            fd = None
+        try:
+            if fd is None:
                 self._scan_missing(path, result)
             else:
-                result["error"] = "cannot read %s as uid %d: %s%s" % (path, os.geteuid(), exc.strerror, _mode_hint(path))
-            return result
-        try:
-            st = os.fstat(fd)
-            if stat.S_ISREG(st.st_mode):
-                self._scan_file(fd, st, path, result)
-            else:
-                result["error"] = "%s is %s, not a regular file; give the path of a log file" % (path, _file_kind(st.st_mode))
+                st = os.fstat(fd)
+                if stat.S_ISREG(st.st_mode):
+                    self._scan_file(fd, st, path, result)
+                else:
+                    result["error"] = "%s is %s, not a regular file; give the path of a log file" % (
+                        path, _file_kind(st.st_mode))
         except OSError as exc:
             result["error"] = "reading %s failed: %s" % (path, exc.strerror)
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
         return result
 
     def _scan_missing(self, path, result):

@@ -129,9 +129,10 @@ def read_only_dir(tmp_path):
     subprocess.run(["umount", str(target)], check=True, timeout=30)
 
 
-def test_a_read_only_state_dir_fails_naming_state_dir(read_only_dir):
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_read_only_state_dir_fails_naming_state_dir(read_only_dir, check_mode):
     with pytest.raises(state_file.StateDirError, match=r"^state_dir: directory .*readonly is not writable"):
-        log_offsets.OffsetStore(str(read_only_dir)).open()
+        log_offsets.OffsetStore(str(read_only_dir), check_mode=check_mode).open()
 
 
 def test_a_failed_rename_keeps_the_previous_offsets(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Rule matching over chunks, and the chunked reader: exact line counts whatever the chunk boundaries."""
+"""Rule matching over chunks, the chunked reader, and whole LogScan runs over real files rotated by logrotate."""
 import json
 import os
 import pathlib
@@ -42,6 +42,12 @@ def test_keywords_are_literals_and_ignore_case_folds_ascii():
     counts = count_text(counter, "a.b\naxb\n(x)\nx\nSEGFAULT here\nsegfault ignored\nWARN: x\nnot warn\n")
     assert counts == {"dots": 2, "ci": 1, "ci_regex": 1}
     assert counter.samples["ci"] == ["SEGFAULT here"]
+
+
+def test_ignore_case_keywords_fold_ascii_and_keep_other_letters_as_written():
+    counter = counter_for({"name": "fr", "keywords": [u"ÉCHEC"], "ignore_case": True})
+    counts = count_text(counter, u"ÉCHEC total\nÉchec partiel\nécHEC\n")
+    assert counts == {"fr": 2} and counter.samples["fr"] == [u"ÉCHEC total", u"Échec partiel"]
 
 
 def test_anchors_work_per_line_and_a_match_across_a_newline_does_not_count():
