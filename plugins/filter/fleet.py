@@ -116,14 +116,14 @@ def fleet_host_verdict(resources, probes=None, logs=None, error=None):
     findings.extend(_log_findings(logs))
     # Stable sort keeps each source's own order (host_resources already sorts by overshoot).
     findings.sort(key=lambda finding: -VERDICT_RANK[finding[0]])
-    return {"verdict": worst_verdict(level for level, _ in findings), "reasons": [text for _, text in findings]}
+    return {"verdict": worst_verdict(finding[0] for finding in findings), "reasons": [finding[1] for finding in findings]}
 
 
 def human_duration(seconds):
     """3725 -> '1h 2m'; the two largest units are enough to tell a fresh reboot from a long uptime."""
     if seconds is None:
         return None
-    minutes, _ = divmod(int(seconds), 60)
+    minutes = int(seconds) // 60
     hours, minutes = divmod(minutes, 60)
     days, hours = divmod(hours, 24)
     if days:

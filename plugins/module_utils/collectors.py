@@ -103,7 +103,7 @@ def parse_sockstat(text):
     for line in text.splitlines():
         if ":" not in line:
             continue
-        label, _, rest = line.partition(":")
+        label, rest = line.split(":", 1)
         values = rest.split()
         sections[label.strip()] = dict((values[i], int(values[i + 1])) for i in range(0, len(values) - 1, 2))
     return sections

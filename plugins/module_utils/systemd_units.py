@@ -41,7 +41,7 @@ def failed_units(systemctl_path, timeout, runtime_dir=SYSTEMD_RUNTIME_DIR):
         return {"error": "systemctl not found in PATH; failed units not checked"}
     try:
         proc = subprocess.run([systemctl_path] + SYSTEMCTL_FAILED_ARGS, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=timeout, universal_newlines=True)
+                              stderr=subprocess.PIPE, timeout=timeout, universal_newlines=True, check=False)
     except subprocess.TimeoutExpired:
         return {"error": "systemctl did not answer within %ss; failed units not checked" % timeout}
     except OSError as exc:

@@ -22,7 +22,7 @@ description:
     C(error) in its section; the module does not fail for it.
   - Never reports C(changed).
 author:
-  - fleetops.health contributors
+  - fleetops.health contributors (@fleetops)
 requirements:
   - psutil (Debian/Ubuntu package C(python3-psutil)) on the managed host
 attributes:

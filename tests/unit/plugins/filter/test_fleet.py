@@ -54,8 +54,8 @@ def test_probe_without_state_uses_ok():
 
 def test_log_rules_critical_crit_warning_warn_info_and_zero_ignored():
     verdict = fleet.fleet_host_verdict(OK_HOST, logs=LOGS)
-    assert verdict == {"verdict": "crit", "reasons": ["log rule oom: 2 critical matches",
-                                                       "log rule timeouts: 7 warning matches"]}
+    assert verdict == {"verdict": "crit",
+                       "reasons": ["log rule oom: 2 critical matches", "log rule timeouts: 7 warning matches"]}
 
 
 def test_log_rules_as_list_and_warning_only():
@@ -83,7 +83,7 @@ def test_row_numbers_and_bar_levels_follow_thresholds():
     row = fleet.fleet_host_row("db1", CRIT_DISK, probes=PROBES_ONE_DOWN, logs=LOGS, thresholds={"memory": {"warn": 40}})
     assert row["worst_disk"] == {"mount": "/var", "percent": 97.0, "free": 5}
     assert row["uptime_text"] == "1d 1h" and row["load_per_core"] == 0.4
-    assert [(bar["label"], bar["level"]) for bar in row["bars"]] == [("CPU", "ok"), ("MEM", "warn"), ("DISK", "crit")]
+    assert [(gauge["label"], gauge["level"]) for gauge in row["bars"]] == [("CPU", "ok"), ("MEM", "warn"), ("DISK", "crit")]
     assert row["bars"][1]["warn"] == 40.0 and row["bars"][1]["crit"] == 95
     assert row["probes"] == {"total": 3, "up": 2, "down": 1}
     assert row["logs"] == {"total_matches": 49, "highest_severity": "critical"}

@@ -22,7 +22,7 @@ def run_module(tmp_path, args, python=sys.executable, python_flags=(), pythonpat
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
     env = dict(os.environ, PYTHONPATH=pythonpath or os.pathsep.join([COLLECTIONS_DIR, ANSIBLE_PARENT]))
     proc = subprocess.run([python] + list(python_flags) + ["-m", MODULE, str(args_file)], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, env=env, timeout=60)
+                          stderr=subprocess.PIPE, universal_newlines=True, env=env, timeout=60, check=False)
     return json.loads(proc.stdout), proc.returncode
 
 
