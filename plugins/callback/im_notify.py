@@ -22,7 +22,7 @@ description:
     vars (an AWX job template's extra variables work; inventory host and group vars do not).
   - A delivery problem is shown as a warning; it never fails the run.
 author:
-  - fleetops.health contributors
+  - fleetops.health contributors (@fleetops)
 requirements:
   - enable in configuration
 options:

@@ -24,15 +24,20 @@ description:
   - O(dedupe_key) with O(dedupe_window) damps alert storms. Content over the platform's limit is cut at a
     UTF-8 character boundary.
 author:
-  - fleetops.health contributors
+  - fleetops.health contributors (@fleetops)
 attributes:
   check_mode:
     support: full
-    details: Renders and signs the request and returns it with the URL and signatures masked; sends nothing.
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    details: Renders and signs the request and returns it with the URL and signatures masked; sends nothing
+      and writes nothing (the spool directory is only checked).
   diff_mode:
     support: none
+    description: A notification has no before and after to compare.
   platform:
+    support: full
     platforms: posix
+    description: Any POSIX host with Python 3.8 or later; the request leaves from the host the task runs on.
 options:
   platform:
     description: The kind of endpoint O(url) points at. V(lark) is Feishu's international edition.
@@ -67,9 +72,10 @@ options:
   title:
     description: A short heading, shown with the severity.
     type: str
-  message:
+  msg:
     description:
       - The body of the notification. Required unless O(flush_spool=true), which may run alone.
+      - Named C(msg) like community.general's notification modules, because Ansible reserves C(message).
     type: str
   format:
     description: V(markdown) uses each platform's markdown flavour (Telegram's is MarkdownV2).
@@ -139,7 +145,7 @@ options:
     choices: [spool, fail]
     default: spool
   flush_spool:
-    description: Send this target's spooled messages, oldest first, before O(message).
+    description: Send this target's spooled messages, oldest first, before O(msg).
     type: bool
     default: false
   dedupe_key:
@@ -167,7 +173,7 @@ EXAMPLES = r"""
     platform: wecom
     url: "{{ wecom_webhook_url }}"
     title: "{{ inventory_hostname }}: disk /var 93%"
-    message: "Free space will run out in about 6 hours."
+    msg: "Free space will run out in about 6 hours."
     severity: warning
     format: markdown
     mentions:
@@ -182,7 +188,7 @@ EXAMPLES = r"""
     secret: "{{ dingtalk_secret }}"
     sign: true
     title: nginx restarted
-    message: nginx was down for 40 s and is healthy again.
+    msg: nginx was down for 40 s and is healthy again.
     severity: resolved
 
 - name: Send what an outage left in the spool, then nothing else
@@ -197,19 +203,19 @@ EXAMPLES = r"""
     platform: telegram
     url: "https://api.telegram.org/bot{{ telegram_token }}/sendMessage"
     chat_id: "@fleet_oncall"
-    message: backup job failed
+    msg: backup job failed
     severity: critical
     on_undelivered: fail
 """
 
 RETURN = r"""
 delivered:
-  description: Whether O(message) was accepted by the platform.
+  description: Whether O(msg) was accepted by the platform.
   returned: always
   type: bool
   sample: true
 spooled:
-  description: Whether O(message) was written to the spool because it could not be delivered.
+  description: Whether O(msg) was written to the spool because it could not be delivered.
   returned: always
   type: bool
   sample: false
@@ -221,7 +227,7 @@ suppressed:
   type: int
   sample: 0
 attempts:
-  description: HTTP requests made for O(message) (0 when suppressed or queued behind the spool).
+  description: HTTP requests made for O(msg) (0 when suppressed or queued behind the spool).
   returned: always
   type: int
   sample: 1
@@ -288,12 +294,12 @@ def build_notifier(params, warnings, check_mode):
     adapter = adapter_for(params["platform"], params["signature_header"])
     target = Target(params["platform"], params["url"], params["secret"], params["chat_id"])
     notification = None
-    if params["message"] is not None:
-        notification = Notification(params["message"], params["title"], params["format"], params["severity"],
+    if params["msg"] is not None:
+        notification = Notification(params["msg"], params["title"], params["format"], params["severity"],
                                     params["mentions"], params["chat_id"])
         warnings.extend(adapter.validate(target, notification, params["sign"]))
     elif not params["flush_spool"]:
-        raise ConfigError("message: required unless flush_spool is true")
+        raise ConfigError("msg: required unless flush_spool is true")
     else:
         warnings.extend(adapter.validate(target, Notification("", chat_id=params["chat_id"]), params["sign"]))
     for name in ("retries", "dedupe_window"):
@@ -321,7 +327,7 @@ def main():
             signature_header=dict(type="str", default="X-Signature-256"),
             chat_id=dict(type="str"),
             title=dict(type="str"),
-            message=dict(type="str"),
+            msg=dict(type="str"),
             format=dict(type="str", choices=["text", "markdown"], default="text"),
             severity=dict(type="str", choices=["info", "warning", "critical", "resolved"], default="info"),
             mentions=dict(type="dict", options=dict(

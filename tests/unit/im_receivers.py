@@ -47,8 +47,12 @@ def _text(status, text, headers=None):
 
 def canned_answers(platform, retry_after):
     """The platform's own error answers, by a short name tests can ask for."""
-    errcode = lambda code, msg: _json(200, {"errcode": code, "errmsg": msg})  # noqa: E731
-    feishu = lambda code, msg: _json(200, {"code": code, "msg": msg, "data": {}})  # noqa: E731
+    def errcode(code, msg):
+        return _json(200, {"errcode": code, "errmsg": msg})
+
+    def feishu(code, msg):
+        return _json(200, {"code": code, "msg": msg, "data": {}})
+
     common = {"server_error": _text(502, "Bad Gateway")}
     per_platform = {
         "wecom": {

@@ -53,7 +53,7 @@ def test_every_platform_delivers_signed_messages(platform, fmt):
 @pytest.mark.parametrize("platform", ["dingtalk", "feishu", "lark", "webhook"])
 def test_wrong_secret_is_refused_by_the_receiver(platform):
     with IMReceiver(platform, secret=SECRETS[platform]) as receiver:
-        outcome, _ = send_once(receiver, Notification("x"), "SECwrong-secret")
+        outcome, _unused = send_once(receiver, Notification("x"), "SECwrong-secret")
         assert outcome.kind == Outcome.PERMANENT
         assert receiver.messages == []
 
@@ -62,14 +62,14 @@ def test_wrong_secret_is_refused_by_the_receiver(platform):
 def test_stale_timestamp_is_permanent_with_a_clock_hint(platform, code, hint_word):
     # The receiver's clock runs two hours ahead of ours: the platform sees a stale timestamp.
     with IMReceiver(platform, secret=SECRETS[platform], clock=lambda: time.time() + 7200) as receiver:
-        outcome, _ = send_once(receiver, Notification("x"), SECRETS[platform])
+        outcome, _unused = send_once(receiver, Notification("x"), SECRETS[platform])
     assert (outcome.kind, outcome.status) == (Outcome.PERMANENT, code)
     assert hint_word in outcome.hint
 
 
 def test_dingtalk_signature_mismatch_hints_at_the_sec_secret():
     with IMReceiver("dingtalk", secret="SECright") as receiver:
-        outcome, _ = send_once(receiver, Notification("x"), "SECwrong")
+        outcome, _unused = send_once(receiver, Notification("x"), "SECwrong")
     assert outcome.status == 310000 and "sign not match" in outcome.message
     assert "SEC" in outcome.hint
 
@@ -97,7 +97,7 @@ def test_feishu_signature_uses_string_to_sign_as_key_and_seconds():
 def test_rate_limits_and_server_errors_are_retryable(platform, answer, code):
     with IMReceiver(platform, secret=SECRETS.get(platform), retry_after=7) as receiver:
         receiver.fail_next(answer)
-        outcome, _ = send_once(receiver, Notification("x", chat_id="1"), SECRETS.get(platform))
+        outcome, _unused = send_once(receiver, Notification("x", chat_id="1"), SECRETS.get(platform))
     assert (outcome.kind, outcome.status) == (Outcome.RETRYABLE, code)
     if answer == "rate_limit" and platform in ("slack", "teams", "telegram"):
         assert outcome.retry_after == 7
@@ -113,7 +113,7 @@ def test_rate_limits_and_server_errors_are_retryable(platform, answer, code):
 def test_refusals_are_permanent_with_code_and_hint(platform, answer, code, hint_word):
     with IMReceiver(platform) as receiver:
         receiver.fail_next(answer)
-        outcome, _ = send_once(receiver, Notification("x", chat_id="1"))
+        outcome, _unused = send_once(receiver, Notification("x", chat_id="1"))
     assert (outcome.kind, outcome.status) == (Outcome.PERMANENT, code)
     assert hint_word in outcome.hint
 
@@ -121,7 +121,7 @@ def test_refusals_are_permanent_with_code_and_hint(platform, answer, code, hint_
 def test_http_200_with_an_error_code_is_not_success():
     with IMReceiver("wecom") as receiver:
         receiver.fail_next("bad_key")
-        outcome, _ = send_once(receiver, Notification("x"))
+        outcome, _unused = send_once(receiver, Notification("x"))
         assert receiver.requests[0]["status"] == 200
     assert outcome.kind == Outcome.PERMANENT
 
@@ -170,23 +170,23 @@ def test_long_content_fits_the_body_limit(platform, limit):
     payload, truncated = adapter_for(platform).render(note)
     assert truncated and limit - 1024 < len(encode_body(payload)) <= limit
     with IMReceiver(platform) as receiver:
-        outcome, _ = send_once(receiver, note)
+        outcome, _unused = send_once(receiver, note)
     assert outcome.kind == Outcome.DELIVERED
 
 
 def test_wecom_text_mentions_and_markdown_colour():
     adapter = adapter_for("wecom")
     mentions = {"all": True, "mobiles": ["13800000000"], "user_ids": ["zhangsan"]}
-    text, _ = adapter.render(Notification("m", mentions=mentions))
+    text, _unused = adapter.render(Notification("m", mentions=mentions))
     assert text["text"]["mentioned_list"] == ["zhangsan", "@all"]
     assert text["text"]["mentioned_mobile_list"] == ["13800000000"]
-    markdown, _ = adapter.render(Notification("m", title="t", format="markdown", severity="resolved", mentions=mentions))
+    markdown, _unused = adapter.render(Notification("m", title="t", format="markdown", severity="resolved", mentions=mentions))
     assert '<font color="info">[RESOLVED] t</font>' in markdown["markdown"]["content"]
     assert "<@zhangsan>" in markdown["markdown"]["content"]
 
 
 def test_dingtalk_mentions_appear_in_text_and_at_block():
-    payload, _ = adapter_for("dingtalk").render(Notification("m", mentions={"mobiles": ["138"], "all": False}))
+    payload, _unused = adapter_for("dingtalk").render(Notification("m", mentions={"mobiles": ["138"], "all": False}))
     assert payload["at"] == {"atMobiles": ["138"], "atUserIds": [], "isAtAll": False}
     assert "@138" in payload["text"]["content"]
 

@@ -157,7 +157,7 @@ def test_flush_stops_at_the_first_failure_and_the_new_message_queues_behind(tmp_
         notifier.run(Notification("old 1"))
         notifier.run(Notification("old 2"))
         receiver.come_back()
-        receiver.fail_next("ok" if False else "server_error")
+        receiver.fail_next("server_error")
         result = notifier.run(Notification("new"), flush=True)
         assert (result["flushed"], result["delivered"], result["spooled"], result["spool_remaining"]) == (0, False, True, 3)
         assert receiver.messages == [] and len(receiver.requests) == 1
@@ -168,8 +168,8 @@ def test_flush_stops_at_the_first_failure_and_the_new_message_queues_behind(tmp_
 
 def test_flush_only_touches_its_own_target(tmp_path):
     with IMReceiver("wecom") as first, IMReceiver("wecom") as second:
-        one, _ = make_notifier(first, spool_dir=tmp_path, retries=0)
-        two, _ = make_notifier(second, spool_dir=tmp_path, retries=0)
+        one, _unused = make_notifier(first, spool_dir=tmp_path, retries=0)
+        two, _unused = make_notifier(second, spool_dir=tmp_path, retries=0)
         first.go_down()
         second.go_down()
         one.run(Notification("for first"))
@@ -181,7 +181,7 @@ def test_flush_only_touches_its_own_target(tmp_path):
 
 def test_permanent_error_during_flush_keeps_the_message_and_names_it(tmp_path):
     with IMReceiver("dingtalk") as receiver:
-        notifier, _ = make_notifier(receiver, spool_dir=tmp_path, retries=0)
+        notifier, _unused = make_notifier(receiver, spool_dir=tmp_path, retries=0)
         receiver.go_down()
         notifier.run(Notification("kept"))
         receiver.come_back()
@@ -221,7 +221,7 @@ def test_dedupe_suppresses_repeats_within_the_window_and_reports_them(tmp_path):
 
 def test_corrupt_dedupe_ledger_is_set_aside_with_a_warning(tmp_path):
     with IMReceiver("wecom") as receiver:
-        notifier, _ = make_notifier(receiver, spool_dir=tmp_path)
+        notifier, _unused = make_notifier(receiver, spool_dir=tmp_path)
         (tmp_path / "dedupe.json").write_text("{not json")
         assert notifier.run(Notification("m"), dedupe_key="k", dedupe_window=60)["delivered"]
     assert any("corrupt" in w for w in notifier.warnings)
@@ -252,7 +252,7 @@ def test_spool_file_in_the_way_fails_naming_the_option(tmp_path):
 
 def test_check_mode_preview_masks_signature_and_sends_nothing(tmp_path):
     with IMReceiver("webhook", secret="hmac-secret-77") as receiver:
-        notifier, _ = make_notifier(receiver, secret="hmac-secret-77")
+        notifier, _unused = make_notifier(receiver, secret="hmac-secret-77")
         preview = notifier.preview(Notification("m", title="t"))
         assert receiver.requests == []
     assert preview["request"]["headers"]["X-Signature-256"] == "********"
