@@ -171,13 +171,17 @@ def _per_second(after, before, elapsed):
     return round(max(0, after - before) / elapsed, 1)
 
 
+def _paired(before, after, keep):
+    """``(name, old, new)`` for each device in both samples that ``keep`` accepts, by name."""
+    for name in sorted(after):
+        if name in before and keep(name):
+            yield name, before[name], after[name]
+
+
 def io_rates(before, after, elapsed, whole_disks=None):
     """One entry per whole disk from two ``psutil.disk_io_counters(perdisk=True)`` samples."""
     devices = []
-    for name in sorted(after):
-        if name not in before or (whole_disks is not None and name not in whole_disks):
-            continue
-        old, new = before[name], after[name]
+    for name, old, new in _paired(before, after, lambda name: whole_disks is None or name in whole_disks):
         entry = {
             "device": name,
             "read_bps": _per_second(new.read_bytes, old.read_bytes, elapsed),
@@ -192,13 +196,14 @@ def io_rates(before, after, elapsed, whole_disks=None):
     return devices
 
 
-def network_rates(before, after, elapsed, speeds_mbps=None):
-    """One entry per interface (loopback left out) from two ``psutil.net_io_counters(pernic=True)`` samples."""
+def network_rates(before, after, elapsed, speeds_mbps=None, up=None):
+    """One entry per interface from two ``psutil.net_io_counters(pernic=True)`` samples.
+
+    Loopback is left out, and so are interfaces not in ``up`` (when given): a host with a hundred idle
+    veths should not carry a hundred zero entries in every later task's variables.
+    """
     interfaces = []
-    for name in sorted(after):
-        if name == "lo" or name not in before:
-            continue
-        old, new = before[name], after[name]
+    for name, old, new in _paired(before, after, lambda name: name != "lo" and (up is None or name in up)):
         entry = {
             "interface": name,
             "rx_bps": _per_second(new.bytes_recv, old.bytes_recv, elapsed),
@@ -328,8 +333,10 @@ class HostResources(object):
                 facts["io"] = [] if first else None
         if "network" in self.subset:
             if first:
-                speeds = dict((name, stats.speed) for name, stats in psutil.net_if_stats().items())
-                _section(facts, "network", lambda: network_rates(first.net_io, second.net_io, elapsed, speeds), as_list=True)
+                link_stats = psutil.net_if_stats()
+                speeds = dict((name, stats.speed) for name, stats in link_stats.items())
+                up = set(name for name, stats in link_stats.items() if stats.isup)
+                _section(facts, "network", lambda: network_rates(first.net_io, second.net_io, elapsed, speeds, up), as_list=True)
             else:
                 facts["network"] = None
         if "processes" in self.subset:

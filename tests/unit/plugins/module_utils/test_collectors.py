@@ -149,6 +149,11 @@ def test_network_rates_skip_loopback_and_use_link_speed():
                        "errors_ps": 2.0, "drops_ps": 2.0, "util_percent": 10.0}]
 
 
+def test_network_rates_leave_out_interfaces_that_are_down():
+    sample = {"eth0": NetIO(0, 0, 0, 0, 0, 0, 0, 0), "veth9": NetIO(0, 0, 0, 0, 0, 0, 0, 0)}
+    assert [nic["interface"] for nic in collectors.network_rates(sample, sample, 1.0, up={"eth0"})] == ["eth0"]
+
+
 def test_counter_reset_never_gives_negative_rates():
     before = {"eth0": NetIO(500, 500, 5, 5, 0, 0, 0, 0)}
     after = {"eth0": NetIO(10, 10, 1, 1, 0, 0, 0, 0)}
