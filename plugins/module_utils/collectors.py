@@ -242,15 +242,35 @@ def _section(sections, name, reader, as_list=False):
         sections[name] = [error] if as_list else error
 
 
+class _ReadFailure(object):
+    """A counter read that failed; raised again where its section is computed, to become that section's error."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+
+def _read_counter(reader):
+    try:
+        return reader()
+    except (IOError, OSError, RuntimeError) as exc:
+        return _ReadFailure(exc)
+
+
+def _counter(value):
+    if isinstance(value, _ReadFailure):
+        raise value.exc
+    return value
+
+
 class _CounterSample(object):
-    """The counters that rates need, read at one instant."""
+    """The counters that rates need, read at one instant; only those the subset asks for."""
 
     def __init__(self, subset, proc_root):
         self.time = time.monotonic()
-        self.cpu = psutil.cpu_times() if "cpu" in subset else None
-        self.disk_io = psutil.disk_io_counters(perdisk=True) if "io" in subset else None
-        self.net_io = psutil.net_io_counters(pernic=True) if "network" in subset else None
-        self.processes = read_process_table(proc_root) if "processes" in subset else None
+        self.cpu = _read_counter(psutil.cpu_times) if "cpu" in subset else None
+        self.disk_io = _read_counter(lambda: psutil.disk_io_counters(perdisk=True)) if "io" in subset else None
+        self.net_io = _read_counter(lambda: psutil.net_io_counters(pernic=True)) if "network" in subset else None
+        self.processes = _read_counter(lambda: read_process_table(proc_root)) if "processes" in subset else None
 
 
 class HostResources(object):
@@ -318,31 +338,35 @@ class HostResources(object):
                 _section(facts, key, reader, as_list)
 
     def _rate_sections(self, facts, first, second):
+        """Sections from the two samples; with no first sample (window 0) the rates are None."""
         elapsed = second.time - first.time if first else 0.0
         if "cpu" in self.subset:
             cores = psutil.cpu_count() or 1
             if first:
-                _section(facts, "cpu", lambda: cpu_percentages(first.cpu, second.cpu, cores))
+                _section(facts, "cpu", lambda: cpu_percentages(_counter(first.cpu), _counter(second.cpu), cores))
             else:
                 facts["cpu"] = {"cores": cores, "percent": None, "user": None, "system": None, "iowait": None, "steal": None}
         if "io" in self.subset:
-            if first and second.disk_io is not None:
-                whole_disks = whole_disk_names(os.path.join(self.sys_root, "block"))
-                _section(facts, "io", lambda: io_rates(first.disk_io, second.disk_io, elapsed, whole_disks), as_list=True)
-            else:
-                facts["io"] = [] if first else None
-        if "network" in self.subset:
+            facts["io"] = None
             if first:
-                link_stats = psutil.net_if_stats()
-                speeds = dict((name, stats.speed) for name, stats in link_stats.items())
-                up = set(name for name, stats in link_stats.items() if stats.isup)
-                _section(facts, "network", lambda: network_rates(first.net_io, second.net_io, elapsed, speeds, up), as_list=True)
-            else:
-                facts["network"] = None
+                whole_disks = whole_disk_names(os.path.join(self.sys_root, "block"))
+                _section(facts, "io", lambda: io_rates(_counter(first.disk_io) or {}, _counter(second.disk_io) or {},
+                                                       elapsed, whole_disks), as_list=True)
+        if "network" in self.subset:
+            facts["network"] = None
+            if first:
+                _section(facts, "network", lambda: self._network(first, second, elapsed), as_list=True)
         if "processes" in self.subset:
-            previous = first.processes if first else None
-            facts["processes"] = summarize_processes(previous, second.processes, elapsed, self.top,
-                                                     os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE"))
+            _section(facts, "processes", lambda: summarize_processes(
+                _counter(first.processes) if first else None, _counter(second.processes), elapsed, self.top,
+                os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")))
+
+    @staticmethod
+    def _network(first, second, elapsed):
+        link_stats = psutil.net_if_stats()
+        speeds = dict((name, stats.speed) for name, stats in link_stats.items())
+        up = set(name for name, stats in link_stats.items() if stats.isup)
+        return network_rates(_counter(first.net_io), _counter(second.net_io), elapsed, speeds, up)
 
     def collect(self):
         facts = {"window": self.window, "subset": sorted(self.subset)}

@@ -199,11 +199,15 @@ def test_collect_window_overlaps_the_instant_sections():
 
 
 def test_missing_proc_file_becomes_error_entry(tmp_path):
-    # a /proc without mounts or net files (as in some sandboxes): sections error, the call does not fail
-    facts = collectors.HostResources(window=0, subset=["disk", "connections", "memory"], proc_root=str(tmp_path)).collect()
+    # a /proc without mounts, net files or pids (as in some sandboxes): sections error, the call does not fail
+    facts = collectors.HostResources(window=0.05, subset=["disk", "connections", "memory", "processes", "cpu"],
+                                     proc_root=str(tmp_path / "proc")).collect()
     assert facts["disks"][0]["error"].startswith("disks:")
     assert "error" in facts["connections"]
-    assert facts["memory"]["total"] > 0
+    assert facts["processes"]["error"].startswith("processes: [Errno 2] No such file or directory")
+    assert facts["memory"]["total"] > 0 and facts["cpu"]["percent"] is not None
+    # an unreadable section is not a finding about the host
+    assert not [reason for reason in facts["reasons"] if reason.startswith(("disk", "processes", "connections"))]
 
 
 @pytest.mark.parametrize("kwargs, named", [
