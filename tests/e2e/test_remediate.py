@@ -1,0 +1,184 @@
+"""fleetops.health.remediate on lab hosts: restart with verification, the restart budget, recoveries, check mode.
+
+Notifications go, signed, to a DingTalk-contract receiver on this machine (tests/unit/im_receivers.py),
+sent by the lab hosts themselves, with the URL and secret taken from the environment the way the AWX
+credential type injects them.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from im_receivers import IMReceiver  # noqa: E402  pylint: disable=wrong-import-position
+
+PLAYBOOK = "playbooks/remediate.yml"
+SECRET = "SECe2e-remediate-0c1f3b7d9a"
+STATE_DIRS = "/var/lib/fleetops/remediate /var/lib/fleetops/im_spool"
+BUDGET_FILE = "/var/lib/fleetops/remediate/budgets.json"
+pytestmark = pytest.mark.lab_hosts(3)
+
+NGINX = {"name": "nginx", "unit": "nginx.service", "probe": {"url": "http://127.0.0.1/", "expect_status": [200]}}
+# Starts, then dies a second later; its port never opens, so no restart can verify.
+CRASHY_UNIT = """[Unit]
+Description=fleetops e2e: a service that crashes right after every start
+[Service]
+ExecStart=/bin/sh -c 'sleep 1; exit 1'
+"""
+
+
+@pytest.fixture
+def im(monkeypatch):
+    """A signed DingTalk receiver reachable from lab hosts; URL and secret reach the play through the env."""
+    with IMReceiver("dingtalk", host="0.0.0.0", secret=SECRET) as receiver:
+        monkeypatch.setenv("FLEETOPS_IM_URL", receiver.url_for("host.containers.internal"))
+        monkeypatch.setenv("FLEETOPS_IM_SECRET", SECRET)
+        yield receiver
+
+
+@pytest.fixture
+def fresh_hosts(lab):
+    """Every lab host with nginx running and no remediation state left by another test."""
+    for host in lab.hosts:
+        reset = lab.exec(host, "sh", "-c", f"rm -rf {STATE_DIRS}; systemctl reset-failed; systemctl start nginx")
+        assert reset.returncode == 0, reset.stderr
+    return lab.hosts
+
+
+def remediate(run_playbook, hosts, services, check=False, **extra):
+    extravars = {"remediate_services": services, "remediate_verify_interval": 1, "remediate_serial": 2,
+                 "remediate_notify_platform": "dingtalk"}
+    extravars.update(extra)
+    result = run_playbook(PLAYBOOK, limit=hosts, extravars=extravars, check=check)
+    assert result.ok, result.failure_summary()
+    assert SECRET not in result.stdout + result.stderr
+    return result
+
+
+def results_of(result, task_name):
+    """{host: result} of a task over every batch of a serial play (task_results keeps only the last batch)."""
+    merged = {}
+    for play in (result.output or {}).get("plays", []):
+        for task in play.get("tasks", []):
+            if task["task"]["name"] == "fleetops.health.remediate : " + task_name:
+                merged.update(task["hosts"])
+    return merged
+
+
+def texts(receiver):
+    return [message["text"]["content"] for message in receiver.messages]
+
+
+def settle(receiver, expected, timeout=10.0):
+    """Wait for ``expected`` messages, then a moment more, so that a surplus would show."""
+    receiver.wait_for(expected, timeout)
+    time.sleep(0.5)
+    return texts(receiver)
+
+
+def host_output(lab, host, *command):
+    completed = lab.exec(host, *command)
+    return completed.stdout.strip()
+
+
+def test_killed_nginx_is_restarted_verified_and_notified(lab, fresh_hosts, run_playbook, im):
+    victim = fresh_hosts[0]
+    lab.exec(victim, "systemctl", "kill", "--signal=KILL", "nginx")
+    assert host_output(lab, victim, "systemctl", "is-active", "nginx") == "failed"
+
+    result = remediate(run_playbook, fresh_hosts, [NGINX])
+
+    assert host_output(lab, victim, "systemctl", "is-active", "nginx") == "active"
+    restarted = results_of(result, "Restart or start the services the plan names")
+    assert [item["item"]["name"] for item in restarted[victim]["results"]] == ["nginx"]
+    assert all(restarted[host].get("skipped") for host in fresh_hosts[1:])
+
+    messages = settle(im, 2)
+    assert len(messages) == 2, messages
+    action = [text for text in messages if "fixed it" in text]
+    assert len(action) == 1 and victim in action[0]
+    assert "unit nginx.service is failed" in action[0] and "verified" in action[0]
+    summary = [text for text in messages if "remediation run" in text]
+    assert len(summary) == 1 and "Restarted and verified: 1" in summary[0]
+
+    record = json.loads(host_output(lab, victim, "cat", BUDGET_FILE))["services"]["nginx"]
+    assert record["last_result"]["result"] == "verified"
+    assert record["state"] == "up" and len(record["attempts"]) == 1
+
+
+def test_a_service_that_keeps_crashing_spends_its_budget_and_escalates_once(lab, fresh_hosts, run_playbook, im):
+    host = fresh_hosts[1]
+    unit_b64 = base64.b64encode(CRASHY_UNIT.encode()).decode()
+    install = lab.exec(host, "sh", "-c", f"echo {unit_b64} | base64 -d > /etc/systemd/system/crashy.service "
+                       "&& systemctl daemon-reload && systemctl start crashy", timeout=30)
+    assert install.returncode == 0, install.stderr
+    crashy = {"name": "crashy", "unit": "crashy.service", "probe": {"tcp": "127.0.0.1:8099", "timeout": 0.5},
+              "policy": {"max_restarts": 2, "window": "1h", "backoff": 0, "verify_timeout": 3}}
+    try:
+        time.sleep(1.5)
+        first = remediate(run_playbook, [host], [crashy])
+        messages = settle(im, 2)
+        assert any("did not help" in text and "1 of 2 left" in text for text in messages), messages
+        assert not any("needs a human" in text for text in messages)
+
+        remediate(run_playbook, [host], [crashy])
+        messages = settle(im, 5)
+        escalations = [text for text in messages if "needs a human" in text]
+        assert len(escalations) == 1, messages
+        assert "A human is needed" in escalations[0] and "2 restarts" in escalations[0]
+
+        third = remediate(run_playbook, [host], [crashy])
+        restart_task = "Restart or start the services the plan names"
+        assert results_of(first, restart_task)[host]["changed"] is True
+        assert results_of(third, restart_task)[host].get("skipped") is True
+        plan = results_of(third, "Show the plan (in check mode this is all that happens)")
+        assert "restart budget is spent" in " ".join(plan[host]["msg"])
+        time.sleep(1)
+        assert len([text for text in texts(im) if "needs a human" in text]) == 1
+    finally:
+        lab.exec(host, "sh", "-c", "systemctl stop crashy; rm -f /etc/systemd/system/crashy.service; "
+                 "systemctl daemon-reload; systemctl reset-failed")
+
+
+def test_a_recovery_without_action_sends_a_resolved_notice(lab, fresh_hosts, run_playbook, im):
+    host = fresh_hosts[2]
+    watched = dict(NGINX, policy={"action": "notify_only"})
+    lab.exec(host, "systemctl", "stop", "nginx")
+
+    remediate(run_playbook, [host], [watched])
+    messages = settle(im, 2)
+    assert any("is down (notify only)" in text for text in messages), messages
+    assert host_output(lab, host, "systemctl", "is-active", "nginx") == "inactive"
+
+    lab.exec(host, "systemctl", "start", "nginx")
+    remediate(run_playbook, [host], [watched])
+    messages = settle(im, 4)
+    resolved = [text for text in messages if "recovered" in text and "without any action" in text]
+    assert len(resolved) == 1, messages
+    assert host in resolved[0]
+
+
+def test_check_mode_prints_the_plan_and_changes_nothing(lab, fresh_hosts, run_playbook, im):
+    remediate(run_playbook, fresh_hosts, [NGINX])  # a first run, so that every host has a record
+    settle(im, 0)
+    im.reset()
+    victim = fresh_hosts[0]
+    lab.exec(victim, "systemctl", "kill", "--signal=KILL", "nginx")
+    before = {host: host_output(lab, host, "sh", "-c", f"cat {BUDGET_FILE}; ls -l --time-style=+%s.%N {BUDGET_FILE}")
+              for host in fresh_hosts}
+
+    result = remediate(run_playbook, fresh_hosts, [NGINX], check=True)
+
+    plan = results_of(result, "Show the plan (in check mode this is all that happens)")
+    assert "reset-failed and start nginx" in " ".join(plan[victim]["msg"])
+    assert host_output(lab, victim, "systemctl", "is-active", "nginx") == "failed"
+    after = {host: host_output(lab, host, "sh", "-c", f"cat {BUDGET_FILE}; ls -l --time-style=+%s.%N {BUDGET_FILE}")
+             for host in fresh_hosts}
+    assert after == before
+    time.sleep(1)
+    assert im.messages == [] and im.requests == []
