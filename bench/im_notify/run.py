@@ -22,8 +22,7 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEV_COLLECTIONS = os.path.join(ROOT, ".cache", "dev-collections")
-sys.path.insert(0, os.path.join(ROOT, "tests", "unit"))
-import conftest  # noqa: E402,F401  (makes the working tree importable as ansible_collections.fleetops.health)
+sys.path.insert(0, DEV_COLLECTIONS)  # the symlink that tests/unit/conftest.py keeps
 
 from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import (  # noqa: E402
     Notification,

@@ -148,19 +148,8 @@ import os
 import time
 
 from ansible.plugins.callback import CallbackBase
-from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import (
-    ConfigError,
-    Notification,
-    Target,
-    adapter_for,
-)
-from ansible_collections.fleetops.health.plugins.module_utils.im_delivery import (
-    DedupeLedger,
-    DeliveryError,
-    Notifier,
-    Sender,
-    Spool,
-)
+from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import ConfigError, Notification
+from ansible_collections.fleetops.health.plugins.module_utils.im_delivery import DeliveryError, notifier_for
 from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError
 
 MAX_HOST_LINES = 40
@@ -294,16 +283,12 @@ class CallbackModule(CallbackBase):
             self._display.display("fleetops.health.im_notify: run summary sent to %s" % result["target"])
 
     def _notifier(self, notification):
-        adapter = adapter_for(self.get_option("platform"))
-        target = Target(self.get_option("platform"), self.get_option("url"), self.get_option("secret"),
-                        self.get_option("chat_id"))
-        for warning in adapter.validate(target, notification, None):
+        spool_dir = self.get_option("spool_dir")
+        notifier = notifier_for(
+            self.get_option("platform"), self.get_option("url"), self.get_option("secret"), self.get_option("chat_id"),
+            timeout=self.get_option("timeout"), retries=self.get_option("retries"),
+            validate_certs=self.get_option("validate_certs"), spool_dir=spool_dir,
+            on_undelivered="spool" if spool_dir else "fail", spool_option="spool_dir (callback_im_notify)")
+        for warning in notifier.adapter.validate(notifier.target, notification, None):
             self._display.warning("fleetops.health.im_notify: %s" % warning)
-        sender = Sender(adapter, target, timeout=self.get_option("timeout"), retries=self.get_option("retries"),
-                        validate_certs=self.get_option("validate_certs"))
-        spool = dedupe = None
-        if self.get_option("spool_dir"):
-            spool = Spool(self.get_option("spool_dir"))
-            spool.ensure_writable("spool_dir (callback_im_notify)")
-            dedupe = DedupeLedger(self.get_option("spool_dir"))
-        return Notifier(adapter, target, sender, spool, dedupe, on_undelivered="spool" if spool else "fail")
+        return notifier

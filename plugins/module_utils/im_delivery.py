@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Deliver IM notifications: retries with backoff, an on-disk spool, a dedupe window, flushing in order.
 
-Public API: ``HttpTransport``, ``Sender``, ``Spool``, ``DedupeLedger``, ``Notifier`` and the errors.
+Public API: ``notifier_for`` (wires everything from plain options), ``HttpTransport``, ``Sender``, ``Spool``,
+``DedupeLedger``, ``Notifier`` and the errors.
 The clock and sleep are injectable so that retry timing is testable without waiting.
 """
 
@@ -18,7 +19,14 @@ import uuid
 from urllib.error import HTTPError
 
 from ansible.module_utils.urls import Request, make_context
-from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import MASK, Outcome, redact_url, scrub
+from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import (
+    MASK,
+    Outcome,
+    Target,
+    adapter_for,
+    redact_url,
+    scrub,
+)
 from ansible_collections.fleetops.health.plugins.module_utils.state_file import (
     StateDirError,
     atomic_write_json,
@@ -337,3 +345,20 @@ def _with_repeat_note(notification, count):
     noted = copy.copy(notification)
     noted.message = "%s\n(%d repeat(s) of this alert were suppressed by the dedupe window)" % (notification.message, count)
     return noted
+
+
+def notifier_for(platform, url, secret=None, chat_id=None, signature_header=None, timeout=10, retries=3,
+                 retry_delay=1.0, retry_max_delay=60.0, validate_certs=True, spool_dir=None, on_undelivered="spool",
+                 create_spool=True, spool_option="spool_dir"):
+    """A Notifier for one target. With ``spool_dir`` the spool is checked (and created unless
+    ``create_spool`` is false, as in check mode) before anything is sent; without it nothing is spooled."""
+    adapter = adapter_for(platform, signature_header)
+    target = Target(platform, url, secret, chat_id)
+    sender = Sender(adapter, target, timeout=timeout, retries=retries, retry_delay=retry_delay,
+                    retry_max_delay=retry_max_delay, validate_certs=validate_certs)
+    spool = dedupe = None
+    if spool_dir:
+        spool = Spool(spool_dir)
+        spool.ensure_writable(spool_option, create=create_spool)
+        dedupe = DedupeLedger(spool_dir)
+    return Notifier(adapter, target, sender, spool, dedupe, on_undelivered)

@@ -277,43 +277,31 @@ from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import
     ConfigError,
     Notification,
     Target,
-    adapter_for,
 )
-from ansible_collections.fleetops.health.plugins.module_utils.im_delivery import (
-    DedupeLedger,
-    DeliveryError,
-    Notifier,
-    Sender,
-    Spool,
-)
+from ansible_collections.fleetops.health.plugins.module_utils.im_delivery import DeliveryError, notifier_for
 from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError
 
 
 def build_notifier(params, warnings, check_mode):
     """Validate the options and wire adapter, target, sender, spool and dedupe together."""
-    adapter = adapter_for(params["platform"], params["signature_header"])
-    target = Target(params["platform"], params["url"], params["secret"], params["chat_id"])
+    for name in ("retries", "dedupe_window"):
+        if params[name] < 0:
+            raise ConfigError("%s: must be 0 or more, got %d" % (name, params[name]))
+    if params["msg"] is None and not params["flush_spool"]:
+        raise ConfigError("msg: required unless flush_spool is true")
+    needs_spool = params["on_undelivered"] == "spool" or params["flush_spool"] or params["dedupe_key"]
+    notifier = notifier_for(
+        params["platform"], params["url"], params["secret"], params["chat_id"], params["signature_header"],
+        params["timeout"], params["retries"], params["retry_delay"], params["retry_max_delay"],
+        params["validate_certs"], params["spool_dir"] if needs_spool else None, params["on_undelivered"],
+        create_spool=not check_mode)
     notification = None
     if params["msg"] is not None:
         notification = Notification(params["msg"], params["title"], params["format"], params["severity"],
                                     params["mentions"], params["chat_id"])
-        warnings.extend(adapter.validate(target, notification, params["sign"]))
-    elif not params["flush_spool"]:
-        raise ConfigError("msg: required unless flush_spool is true")
-    else:
-        warnings.extend(adapter.validate(target, Notification("", chat_id=params["chat_id"]), params["sign"]))
-    for name in ("retries", "dedupe_window"):
-        if params[name] < 0:
-            raise ConfigError("%s: must be 0 or more, got %d" % (name, params[name]))
-    spool = dedupe = None
-    if params["on_undelivered"] == "spool" or params["flush_spool"] or params["dedupe_key"]:
-        spool = Spool(params["spool_dir"])
-        spool.ensure_writable("spool_dir", create=not check_mode)
-        dedupe = DedupeLedger(params["spool_dir"])
-    sender = Sender(adapter, target, timeout=params["timeout"], retries=params["retries"],
-                    retry_delay=params["retry_delay"], retry_max_delay=params["retry_max_delay"],
-                    validate_certs=params["validate_certs"])
-    notifier = Notifier(adapter, target, sender, spool=spool, dedupe=dedupe, on_undelivered=params["on_undelivered"])
+    # A flush-only call still validates the target (secret, chat_id) with an empty notification.
+    warnings.extend(notifier.adapter.validate(notifier.target, notification or Notification("", chat_id=params["chat_id"]),
+                                              params["sign"]))
     return notifier, notification
 
 
