@@ -92,9 +92,14 @@ class Target(object):
         found.add(self.url)
         if parts.password:
             found.add(parts.password)
-        found.update(seg for seg in parts.path.split("/") if len(seg) >= 8)
-        found.update(value for _name, value in parse_qsl(parts.query) if len(value) >= 6)
+        found.update(seg for seg in parts.path.split("/") if _looks_like_credential(seg, 8))
+        found.update(value for _name, value in parse_qsl(parts.query) if _looks_like_credential(value, 6))
         return sorted(found, key=len, reverse=True)
+
+
+def _looks_like_credential(part, min_length):
+    """Tokens, keys and ids mix in digits; plain words such as ``services`` or ``sendMessage`` stay readable."""
+    return len(part) >= 20 or (len(part) >= min_length and any(c.isdigit() for c in part))
 
 
 def redact_url(url):

@@ -137,3 +137,24 @@ def test_undeliverable_summary_is_a_warning_not_a_failed_run(tmp_path):
     assert rc == 0
     assert "run summary not sent" in output and "Connection refused" in output
     assert receiver.token not in output
+
+
+def test_callback_spool_keeps_an_undelivered_summary_for_the_next_run(tmp_path):
+    receiver = IMReceiver("wecom").start()
+    receiver.go_down()
+    options = {"FLEETOPS_IM_PLATFORM": "wecom", "FLEETOPS_IM_URL": receiver.url, "FLEETOPS_IM_RETRIES": "0",
+               "FLEETOPS_IM_SPOOL_DIR": str(tmp_path / "spool")}
+    try:
+        (tmp_path / "first").mkdir()
+        rc, output = run_playbook(tmp_path / "first", options, break_db1=False)
+        assert rc == 0 and "message spooled in" in output
+        receiver.come_back()
+        (tmp_path / "second").mkdir()
+        rc, output = run_playbook(tmp_path / "second", options, break_db1=False)
+        messages = receiver.wait_for(2)
+    finally:
+        receiver.stop()
+    assert rc == 0 and len(messages) == 2, output[-2000:]
+    assert os.listdir(str(tmp_path / "spool" / "queue")) == []
+    spooled_then_sent = [m["text"]["content"] for m in messages]
+    assert all(text.startswith("[CRITICAL] Ansible run play.yml") for text in spooled_then_sent)

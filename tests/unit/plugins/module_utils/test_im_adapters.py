@@ -232,3 +232,12 @@ def test_target_identity_and_label_hide_the_token():
     assert "s3cret" in target.sensitive_strings()
     other = Target("wecom", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=OTHER-0123456789")
     assert target.identity != other.identity and len(target.identity) == 16
+
+
+def test_only_credential_looking_url_parts_are_masked():
+    slack = Target("slack", "https://hooks.slack.com/services/T024BE7LD/B01ABCDEF/abcdefghijklmnopqrstuvwx")
+    assert {"T024BE7LD", "B01ABCDEF", "abcdefghijklmnopqrstuvwx"} <= set(slack.sensitive_strings())
+    assert "services" not in slack.sensitive_strings()
+    telegram = Target("telegram", "https://api.telegram.org/bot123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/sendMessage")
+    assert "bot123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw" in telegram.sensitive_strings()
+    assert "sendMessage" not in telegram.sensitive_strings()
