@@ -1,0 +1,89 @@
+"""Benchmark: the steady-state cost of a scheduled remediation run, against the naive play it replaces.
+
+One playbooks/remediate.yml run over N lab hosts where every service is healthy (nothing to do: the cost
+a timer pays every few minutes), against bench/remediate/naive.yml (service_facts + uri + systemd_service
+per service), measured in the same run on the same hosts, alternating, best of R. Both runs use the same
+ssh inventory, forks and services (nginx with an HTTP probe). Also one run with nginx killed on one host
+(detect, restart, verify, record), for scale.
+
+    .venv/bin/python bench/remediate/run.py [--quick] [--hosts N] [--repeats R]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+import lab as host_lab  # noqa: E402  pylint: disable=wrong-import-position
+
+SERVICES = [{"name": "nginx", "unit": "nginx.service", "probe": {"url": "http://127.0.0.1/"}}]
+
+
+def ansible_env():
+    return dict(os.environ,
+                ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+                ANSIBLE_COLLECTIONS_PATH=os.pathsep.join([os.path.join(ROOT, ".cache", "dev-collections"),
+                                                          os.path.join(ROOT, ".cache", "collections")]),
+                CONTAINERS_CONF=str(host_lab.CONTAINERS_CONF))
+
+
+def play(inventory, playbook, hosts, extravars):
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inventory), playbook,
+               "--limit", ",".join(hosts), "-e", json.dumps(extravars)]
+    started = time.monotonic()
+    completed = subprocess.run(command, env=ansible_env(), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    elapsed = time.monotonic() - started
+    if completed.returncode != 0:
+        raise SystemExit("%s failed:\n%s\n%s" % (playbook, completed.stdout[-3000:], completed.stderr[-2000:]))
+    return elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 hosts, one repeat (about 30-60 s)")
+    parser.add_argument("--hosts", type=int, default=None, help="lab hosts (default 10, 3 with --quick)")
+    parser.add_argument("--repeats", type=int, default=None, help="runs of each play (default 2, 1 with --quick)")
+    args = parser.parse_args()
+    count = args.hosts or (3 if args.quick else 10)
+    repeats = args.repeats or (1 if args.quick else 2)
+
+    lab = host_lab.Lab("fleetops-bench-remediate")
+    try:
+        hosts = [host.name for host in lab.up(count=count)]
+        for host in hosts:
+            host_lab.podman("exec", host, "systemctl", "start", "nginx")
+        remediate_vars = {"remediate_services": SERVICES, "remediate_notify": False, "remediate_serial": "100%",
+                          "remediate_verify_interval": 1}
+        naive_vars = {"remediate_services": SERVICES}
+        remediate_playbook = os.path.join(ROOT, "playbooks", "remediate.yml")
+        naive_playbook = os.path.join(HERE, "naive.yml")
+        # First runs create the state files and warm ssh control sockets; they are not measured.
+        play(lab.ssh_inventory, remediate_playbook, hosts, remediate_vars)
+        play(lab.ssh_inventory, naive_playbook, hosts, naive_vars)
+        timings = {"naive": [], "remediate": []}
+        for _ in range(repeats):
+            timings["naive"].append(play(lab.ssh_inventory, naive_playbook, hosts, naive_vars))
+            timings["remediate"].append(play(lab.ssh_inventory, remediate_playbook, hosts, remediate_vars))
+        host_lab.podman("exec", hosts[0], "systemctl", "kill", "--signal=KILL", "nginx")
+        time.sleep(0.5)
+        acting = play(lab.ssh_inventory, remediate_playbook, hosts, remediate_vars)
+    finally:
+        lab.down()
+
+    anchor = min(timings["naive"])
+    print("\nremediate steady state over %d lab hosts, 1 service each, best of %d (load average %.1f)"
+          % (count, repeats, os.getloadavg()[0]))
+    print("%-44s %9s %12s %9s" % ("run", "wall s", "per host ms", "× naive"))
+    rows = [("naive: service_facts + uri + systemd_service", anchor),
+            ("fleetops.health.remediate, nothing to do", min(timings["remediate"])),
+            ("fleetops.health.remediate, 1 host restarts", acting)]
+    for name, seconds in rows:
+        print("%-44s %9.2f %12.0f %9.2f" % (name, seconds, seconds * 1000.0 / count, seconds / anchor))
+
+
+if __name__ == "__main__":
+    main()
