@@ -21,6 +21,7 @@ from urllib.error import HTTPError
 from ansible.module_utils.urls import Request, make_context
 from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import (
     MASK,
+    ConfigError,
     Outcome,
     Target,
     adapter_for,
@@ -103,7 +104,6 @@ class Sender(object):
                  validate_certs=True, clock=time.time, sleep=time.sleep, post=None):
         self.adapter = adapter
         self.target = target
-        self.timeout = timeout
         self.retries = retries
         self.retry_delay = retry_delay
         self.retry_max_delay = retry_max_delay
@@ -274,6 +274,8 @@ class Notifier(object):
         return result
 
     def run(self, notification=None, flush=False, dedupe_key=None, dedupe_window=0):
+        if (flush or dedupe_key) and self.spool is None:
+            raise ConfigError("spool_dir: required for flush_spool and dedupe_key")
         result = self.result()
         self._send_or_spool(result, notification, flush, dedupe_key, dedupe_window)
         if self.spool:
