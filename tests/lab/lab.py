@@ -41,7 +41,9 @@ from pathlib import Path
 LAB_DIR = Path(__file__).resolve().parent
 CACHE_DIR = LAB_DIR / "cache"
 CONTAINERS_CONF = LAB_DIR / "containers.conf"
-DEFAULT_LAB_NAME = os.environ.get("FLEETOPS_LAB_NAME", "fleetops-lab")
+# The lab of `make lab-up`; its inventories are the plain tests/lab/cache/inventory.*.yml.
+MAKE_LAB_NAME = "fleetops-lab"
+DEFAULT_LAB_NAME = os.environ.get("FLEETOPS_LAB_NAME", MAKE_LAB_NAME)
 LABEL = "fleetops-lab"
 # Set on the hosts of a lab that one process owns (a pytest session): once that process is gone, the
 # next session removes them, even if the owner died without tearing down.
@@ -268,7 +270,7 @@ class Lab:
         self.name = name
         self.owner_pid = owner_pid
         self.network = name
-        prefix = "" if name == "fleetops-lab" else f"{name}."
+        prefix = "" if name == MAKE_LAB_NAME else f"{name}."
         self.podman_inventory = CACHE_DIR / f"{prefix}inventory.podman.yml"
         self.ssh_inventory = CACHE_DIR / f"{prefix}inventory.ssh.yml"
 
