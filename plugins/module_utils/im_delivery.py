@@ -14,10 +14,12 @@ import copy
 import json
 import os
 import socket
+import ssl
 import time
 import uuid
 from urllib.error import HTTPError
 
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import Request, make_context
 from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import (
     MASK,
@@ -116,10 +118,15 @@ class Sender(object):
         url, body, headers = self.adapter.prepare(self.target, payload, self.clock())
         try:
             status, answer_headers, answer = self.post(url, body, headers)
-        except (socket.timeout, OSError, ValueError) as exc:
+        except (socket.timeout, OSError, ValueError, UrlsConnectionError) as exc:
             # urllib's URLError is an OSError; its text can include the request URL on some paths.
             reason = getattr(exc, "reason", None) or exc
-            return Outcome(Outcome.RETRYABLE, None, scrub("no answer: %s" % (reason,), self.sensitive))
+            message = scrub("no answer: %s" % (reason,), self.sensitive)
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                return Outcome(Outcome.PERMANENT, None, message,
+                               hint="the server's TLS certificate was not trusted; install its CA on this host, "
+                                    "or set validate_certs: false for a test endpoint")
+            return Outcome(Outcome.RETRYABLE, None, message)
         outcome = self.adapter.classify(status, answer_headers, answer)
         outcome.message = scrub(outcome.message, self.sensitive)
         return outcome

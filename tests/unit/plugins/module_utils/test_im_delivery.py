@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import stat
 import time
+from urllib.error import URLError
 
 import pytest
 
@@ -259,3 +261,24 @@ def test_check_mode_preview_masks_signature_and_sends_nothing(tmp_path):
     assert preview["request"]["url"].endswith("/********")
     assert preview["request"]["body"]["message"] == "m"
     assert receiver.token not in json.dumps(preview)
+
+
+def test_an_untrusted_certificate_is_permanent_and_not_retried():
+    # Building a TLS endpoint with an untrusted CA is out of reach here; the transport's error is what urllib raises.
+    def untrusted(url, body, headers):
+        raise URLError(ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed certificate"))
+
+    clock = FakeClock()
+    target = Target("slack", "https://hooks.example/services/T0123/B0123/abcdefghijklmnopqrstuvwx")
+    log = Sender(adapter_for("slack"), target, clock=clock, sleep=clock.sleep, post=untrusted).send({"text": "x"})
+    assert (log.outcome.kind, log.attempts, clock.sleeps) == ("permanent", 1, [])
+    assert "validate_certs" in log.outcome.hint
+
+
+def test_a_receiver_bound_to_all_addresses_is_reachable_by_name():
+    with IMReceiver("webhook", host="0.0.0.0") as receiver:
+        assert receiver.url == receiver.url_for("127.0.0.1")
+        url = receiver.url_for("localhost")
+        sender = Sender(adapter_for("webhook"), Target("webhook", url), retries=0)
+        assert sender.send({"message": "from a lab host"}).delivered
+    assert receiver.messages == [{"message": "from a lab host"}]
