@@ -24,7 +24,7 @@ description:
     returns the transition, which includes recoveries that happened without any action.
   - State lives on the host rather than on the control node because AWX runs each job in a fresh container.
 author:
-  - fleetops.health contributors
+  - fleetops.health contributors (@fleetops)
 options:
   action:
     description:
@@ -92,11 +92,15 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Can run in check_mode and return changed status prediction without modifying target.
     details: Computes and reports every result, including C(changed), and writes nothing.
   diff_mode:
     support: none
+    description: The state file is bookkeeping; there is no diff to show.
   platform:
+    support: full
     platforms: posix
+    description: Any POSIX host with Python 3.8 or later.
 notes:
   - An escalation (RV(escalations)) is due once per spent budget, when the attempt that spends it fails to
     verify or when a restart has to be skipped because the budget is spent. A verified attempt or a recovery

@@ -182,3 +182,38 @@ def test_check_mode_prints_the_plan_and_changes_nothing(lab, fresh_hosts, run_pl
     assert after == before
     time.sleep(1)
     assert im.messages == [] and im.requests == []
+
+
+def test_the_schedule_timer_runs_the_playbook_under_a_lock_into_the_journal(lab, run_playbook):
+    """roles/schedule on a lab host standing in for the control node; /bin/echo stands in for ansible-playbook."""
+    host = lab.hosts[2]
+    unit = "fleetops-e2e.service"
+    schedule = {"schedule_hosts": host, "schedule_name": "e2e", "schedule_ansible_playbook": "/bin/echo",
+                "schedule_playbook": "fleetops.health.remediate", "schedule_inventory": "/etc/fleetops/inventory.yml",
+                "schedule_playbook_args": ["-e", "remediate_serial=2"], "schedule_on_calendar": "2099-01-01",
+                "schedule_persistent": False, "schedule_secret_environment": {"FLEETOPS_IM_SECRET": SECRET}}
+    installed = run_playbook("playbooks/schedule.yml", limit=[host], extravars=schedule)
+    assert installed.ok, installed.failure_summary()
+    assert SECRET not in installed.stdout
+    assert host_output(lab, host, "systemctl", "is-active", "fleetops-e2e.timer") == "active"
+    assert host_output(lab, host, "stat", "-c", "%a", "/etc/fleetops/schedule-e2e.env") == "600"
+    try:
+        assert lab.exec(host, "systemctl", "start", unit).returncode == 0
+        journal = host_output(lab, host, "journalctl", "-o", "cat", "-u", unit, "--no-pager")
+        assert "-i /etc/fleetops/inventory.yml fleetops.health.remediate -e remediate_serial=2" in journal
+
+        # A run that finds the lock held (a run still going) exits at once, and that is no failure.
+        lab.exec(host, "systemd-run", "--unit=e2e-hold-lock", "flock", "/run/lock/fleetops-e2e.lock", "sleep", "60")
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert lab.exec(host, "systemctl", "start", unit).returncode == 0
+        assert time.monotonic() - started < 10
+        journal = host_output(lab, host, "journalctl", "-o", "cat", "-u", unit, "--no-pager")
+        assert journal.count("fleetops.health.remediate -e remediate_serial=2") == 1
+        assert "skipped: a previous run still holds /run/lock/fleetops-e2e.lock" in journal
+        assert host_output(lab, host, "systemctl", "show", "-p", "Result", "--value", unit) == "success"
+    finally:
+        lab.exec(host, "systemctl", "stop", "e2e-hold-lock")
+        removed = run_playbook("playbooks/schedule.yml", limit=[host], extravars=dict(schedule, schedule_state="absent"))
+    assert removed.ok, removed.failure_summary()
+    assert lab.exec(host, "test", "-e", "/etc/systemd/system/fleetops-e2e.timer").returncode == 1

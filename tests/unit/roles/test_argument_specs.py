@@ -48,8 +48,7 @@ def walk_options(options, defaults, where):
         if "choices" in spec and not templated and value not in spec["choices"]:
             yield "%s: default %r is not one of the choices %s" % (label, value, spec["choices"])
         if declared == "dict" and "options" in spec and isinstance(value, dict):
-            for problem in walk_options(spec["options"], value, label):
-                yield problem
+            yield from walk_options(spec["options"], value, label)
             extra = sorted(set(value) - set(spec["options"]))
             if extra:
                 yield "%s: defaults/main.yml sets %s that the spec does not describe" % (label, ", ".join(extra))
@@ -81,7 +80,7 @@ def test_every_entry_point_agrees_with_defaults(role):
 @pytest.mark.skipif(not ROLES, reason="no roles yet")
 @pytest.mark.parametrize("role", ROLES)
 def test_every_knob_in_defaults_has_a_comment(role):
-    defaults_path, _ = role_files(role)
+    defaults_path = role_files(role)[0]
     if not os.path.exists(defaults_path):
         pytest.skip("roles/%s has no defaults/main.yml" % role)
     with open(defaults_path) as handle:

@@ -61,14 +61,14 @@ def test_parse_duration_names_the_option(text):
 
 def test_budget_is_spent_after_max_restarts_and_refills_as_the_window_passes(tmp_path, clock):
     policy = {"name": "nginx", "max_restarts": 2, "window": "10m"}
-    results, _ = run(tmp_path, clock, "check", [policy])
+    results = run(tmp_path, clock, "check", [policy])[0]
     assert results["nginx"]["allowed"] and results["nginx"]["budget_left"] == 2
 
     run(tmp_path, clock, "record", [dict(policy, result="failed_verify")])
     clock.advance(60)
     run(tmp_path, clock, "record", [dict(policy, result="failed_verify")])
     clock.advance(60)
-    spent, _ = run(tmp_path, clock, "check", [policy])
+    spent = run(tmp_path, clock, "check", [policy])[0]
     assert spent["nginx"]["allowed"] is False
     assert spent["nginx"]["blocked_by"] == "budget"
     assert spent["nginx"]["budget_left"] == 0
@@ -78,7 +78,7 @@ def test_budget_is_spent_after_max_restarts_and_refills_as_the_window_passes(tmp
     clock.advance(479)
     assert run(tmp_path, clock, "check", [policy])[0]["nginx"]["allowed"] is False
     clock.advance(1)
-    refilled, _ = run(tmp_path, clock, "check", [policy])
+    refilled = run(tmp_path, clock, "check", [policy])[0]
     assert refilled["nginx"]["allowed"] is True
     assert refilled["nginx"]["budget_left"] == 1
     assert refilled["nginx"]["attempts_in_window"] == 1
@@ -120,11 +120,11 @@ def test_escalates_once_when_the_last_restart_fails_then_not_again_while_spent(t
     first = run(tmp_path, clock, "record", [dict(policy, result="failed_verify")])[0]
     assert first["nginx"]["escalate"] is False
     clock.advance(60)
-    second, _ = run(tmp_path, clock, "record", [dict(policy, result="failed_verify")])
+    second = run(tmp_path, clock, "record", [dict(policy, result="failed_verify")])[0]
     assert second["nginx"]["escalate"] is True
     assert second["nginx"]["escalated_at"] == clock.now
     # Later runs can only skip; the human has been told already.
-    for _ in range(3):
+    for _attempt in range(3):
         clock.advance(60)
         skipped = run(tmp_path, clock, "record", [dict(policy, result="skipped")])[0]
         assert skipped["nginx"]["escalate"] is False
@@ -237,7 +237,7 @@ def test_read_only_load_leaves_a_corrupt_file_in_place(tmp_path, clock):
 
 def test_a_corrupt_file_is_moved_aside_with_a_warning(tmp_path, clock):
     (tmp_path / "budgets.json").write_text("[1, 2")
-    _, store = run(tmp_path, clock, "observe", [{"name": "nginx", "state": "up"}])
+    store = run(tmp_path, clock, "observe", [{"name": "nginx", "state": "up"}])[1]
     assert "moved it to" in store.warnings[0]
     assert any(name.startswith("budgets.json.corrupt-") for name in os.listdir(str(tmp_path)))
     assert json.loads((tmp_path / "budgets.json").read_text())["services"]["nginx"]["state"] == "up"
