@@ -43,6 +43,8 @@ _value:
   type: raw
 """
 
+import re
+
 from ansible_collections.fleetops.health.plugins.module_utils.scoring import (
     VERDICT_RANK,
     merge_thresholds,
@@ -212,6 +214,27 @@ def _plain(value):
     return value
 
 
+def issue_of(reason):
+    """What a reason is about, without its numbers: 'disk /var 97% >= crit 95%' -> 'disk /var'."""
+    if " >= " in reason:
+        return reason.split(" >= ")[0].rsplit(" ", 1)[0]
+    if re.match(r"\d+ failed units?:", reason):
+        return "failed units"
+    if ": " in reason:
+        return reason.split(": ")[0]
+    return re.sub(r" \(.*\)$", "", reason)
+
+
+def top_issues(rows, limit=6):
+    """The issues most hosts share, as ``[{issue, hosts}]``: tells a fleet-wide problem from a single host's."""
+    counts = {}
+    for row in rows:
+        for issue in set(issue_of(reason) for reason in row["reasons"]):
+            counts[issue] = counts.get(issue, 0) + 1
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    return [{"issue": issue, "hosts": count} for issue, count in ranked]
+
+
 def fleet_report(hostvars, hosts, thresholds=None, generated_at=""):
     """The whole report: counts per verdict and one row per host, most severe first.
 
@@ -240,6 +263,7 @@ def fleet_report(hostvars, hosts, thresholds=None, generated_at=""):
         "counts": counts,
         "unreachable": sum(1 for row in rows if not row["reachable"]),
         "verdict": worst_verdict(row["verdict"] for row in rows),
+        "top_issues": top_issues(rows),
         "hosts": rows,
     }
 

@@ -103,10 +103,31 @@ def test_report_sorts_counts_and_uses_each_hosts_thresholds():
     assert [row["host"] for row in report["hosts"]] == ["db1", "gone", "api1", "web2", "web1"]
     assert report["counts"] == {"ok": 2, "warn": 1, "crit": 2}
     assert report["unreachable"] == 1 and report["verdict"] == "crit" and report["total"] == 5
+    assert report["top_issues"][0] == {"issue": "disk /var", "hosts": 1}
     db1 = report["hosts"][0]
     # db1's own levels (98/99) colour its disk bar: 97 % is ok there, though the module said crit
     assert db1["bars"][2]["level"] == "ok" and db1["verdict"] == "crit"
     assert db1["facts"]["resources"] == CRIT_DISK
+
+
+@pytest.mark.parametrize("reason, issue", [
+    ("disk /var 97% >= crit 95%", "disk /var"),
+    ("load per core (5 min) 3.2 >= crit 3", "load per core (5 min)"),
+    ("3 failed units: a.service, b.service, c.service", "failed units"),
+    ("1 failed unit: a.service", "failed units"),
+    ("disk /mnt/nfs: no answer to statvfs within 2.0s", "disk /mnt/nfs"),
+    ("probe web down (timeout)", "probe web down"),
+    ("log rule oom: 2 critical matches", "log rule oom"),
+    ("unreachable: ssh: connect to host", "unreachable"),
+])
+def test_issue_of(reason, issue):
+    assert fleet.issue_of(reason) == issue
+
+
+def test_top_issues_count_hosts_not_reasons():
+    rows = [{"reasons": ["cpu 99% >= crit 95%", "disk / 90% >= warn 85%"]}, {"reasons": ["cpu 96% >= crit 95%"]},
+            {"reasons": []}]
+    assert fleet.top_issues(rows) == [{"issue": "cpu", "hosts": 2}, {"issue": "disk /", "hosts": 1}]
 
 
 def test_report_of_hosts_subset_only():
