@@ -105,8 +105,7 @@ def decide(state, scores, current, policy, now):
             average, high, policy.consecutive, policy.scale_out_above, low, policy.scale_in_below)
 
     new_state = {"high_streak": high, "low_streak": low,
-                 "last_action": state.get("last_action"), "last_action_at": state.get("last_action_at"),
-                 "last_average": average}
+                 "last_action": state.get("last_action"), "last_action_at": state.get("last_action_at")}
     if action != "hold":
         # A scaling action starts a new streak: the next one needs fresh evidence from the new size.
         new_state.update(high_streak=0, low_streak=0, last_action=action, last_action_at=now)
