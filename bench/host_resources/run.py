@@ -170,11 +170,11 @@ def main():
     with tempfile.TemporaryDirectory(prefix="bench-host-resources-") as workdir:
         rows = fleet(sizes, workdir)
     print("\n3. fleet of N local-connection hosts, ms per host (forks from ansible.cfg)")
-    print("   %-6s %16s %8s %22s %8s %16s" % ("N", "setup min play", "ratio", "sweep, measure only", "ratio",
-                                              "whole sweep", "ratio"))
+    columns = "   %-6s %16s %6s %20s %6s %12s %6s"
+    print(columns % ("N", "setup min play", "ratio", "sweep measure only", "ratio", "whole sweep", "ratio"))
     for size, sweep_ms, measure_ms, anchor_ms in rows:
-        print("   %-6d %16.0f %8s %22.0f %8.2f %16.0f %8.2f" % (size, anchor_ms, "1.00", measure_ms, measure_ms / anchor_ms,
-                                                              sweep_ms, sweep_ms / anchor_ms))
+        print(columns % (size, "%.0f" % anchor_ms, "1.00", "%.0f" % measure_ms, "%.2f" % (measure_ms / anchor_ms),
+                         "%.0f" % sweep_ms, "%.2f" % (sweep_ms / anchor_ms)))
     print("   goal: ratio <= 1.0; the whole sweep adds a fixed cost: the fleet report (5 module runs on the control node)")
     print("\nload1 at end %.1f" % os.getloadavg()[0])
 
