@@ -182,7 +182,9 @@ class Outcome(object):
         return "Outcome(%s, status=%r, message=%r)" % (self.kind, self.status, self.message)
 
     def describe(self):
-        text = "%s (status %s)" % (self.message or "no message", self.status)
+        text = self.message or "no message"
+        if self.status is not None:
+            text += " (status %s)" % self.status
         if self.hint:
             text += "; hint: %s" % self.hint
         return text
