@@ -1,0 +1,174 @@
+"""fleetops.health.host_resources and the fleet sweep on lab hosts (systemd as PID 1, podman cgroups).
+
+The cgroup test sets limits on a running host with `podman update` (the lab API starts hosts without
+limits) and checks that the module reports what podman set; the limits are lifted again afterwards.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
+import lab as host_lab  # noqa: E402  pylint: disable=wrong-import-position
+from helpers_tasks import module_result, run_tasks  # noqa: E402  pylint: disable=wrong-import-position
+
+SECTIONS = ("cpu", "load", "memory", "swap", "disks", "io", "network", "processes", "cgroup", "units",
+            "uptime", "score", "verdict", "reasons")
+BROKEN_UNIT = "fleetops-e2e-broken.service"
+BROKEN_UNIT_FILE = """[Unit]
+Description=fleetops e2e: a service that fails at once
+[Service]
+Type=oneshot
+ExecStart=/bin/false
+"""
+MEMORY_LIMIT = 384 * 2 ** 20
+CPU_LIMIT = 1.5
+
+
+def resources(result, host):
+    outcome = module_result(result, "measure", host)
+    assert outcome["changed"] is False
+    return outcome["ansible_facts"]["fleet_resources"]
+
+
+@pytest.fixture
+def broken_unit(lab):
+    """A failed systemd unit on the second lab host; removed afterwards."""
+    host = lab.hosts[1]
+    install = lab.exec(host, "sh", "-c", f"cat > /etc/systemd/system/{BROKEN_UNIT} <<'EOF'\n{BROKEN_UNIT_FILE}EOF\n"
+                                         f"systemctl daemon-reload; systemctl start {BROKEN_UNIT}; "
+                                         f"systemctl is-failed {BROKEN_UNIT}")
+    assert install.stdout.strip() == "failed", install.stdout + install.stderr
+    yield host
+    lab.exec(host, "sh", "-c", f"rm -f /etc/systemd/system/{BROKEN_UNIT}; systemctl daemon-reload; "
+                               f"systemctl reset-failed {BROKEN_UNIT}")
+
+
+@pytest.fixture
+def limited_host(lab):
+    """The last lab host with a memory and a CPU limit set by podman; the limits are lifted afterwards."""
+    host = lab.hosts[-1]
+    host_lab.podman("update", "--memory", str(MEMORY_LIMIT), "--cpus", str(CPU_LIMIT), host)
+    yield host
+    lift_limits(host)
+
+
+def lift_limits(host):
+    """podman 4 cannot unset a limit (`update --memory` takes no -1), so write the container's cgroup files."""
+    path = host_lab.podman("inspect", "--format", "{{.State.CgroupPath}}", host).stdout.strip()
+    cgroup_v1 = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+    if cgroup_v1.is_dir():
+        writes = [(cgroup_v1 / "memory.memsw.limit_in_bytes", "-1"), (cgroup_v1 / "memory.limit_in_bytes", "-1"),
+                  (Path("/sys/fs/cgroup/cpu") / path.lstrip("/") / "cpu.cfs_quota_us", "-1")]
+    else:
+        unified = Path("/sys/fs/cgroup") / path.lstrip("/")
+        writes = [(unified / "memory.max", "max"), (unified / "cpu.max", "max")]
+    for control, value in writes:
+        if control.exists():
+            control.write_text(value)
+
+
+def test_facts_on_every_lab_host(lab, run_playbook, tmp_path):
+    result = run_tasks(run_playbook, tmp_path, lab.hosts,
+                       [("measure", "fleetops.health.host_resources", {"window": 0.3, "top": 3})])
+
+    for host in lab.hosts:
+        facts = resources(result, host)
+        assert set(SECTIONS) <= set(facts), sorted(facts)
+        assert facts["verdict"] in ("ok", "warn", "crit")
+        assert facts["cpu"]["cores"] >= 1 and 0 <= facts["cpu"]["percent"] <= 100
+        assert facts["memory"]["total"] > facts["memory"]["available"] > 0
+        assert facts["disks"] and all("mount" in disk for disk in facts["disks"])
+        assert any(entry.get("interface") == "eth0" for entry in facts["network"])
+        assert 0 < len(facts["processes"]["top_memory"]) <= 3
+        assert "systemd" in {process["name"] for process in facts["processes"]["top_memory"]}
+        # systemd is PID 1 on lab hosts, so units are read, not an error entry.
+        assert facts["units"]["failed_count"] == len(facts["units"]["failed"])
+        assert facts["cgroup"]["version"] in (1, 2) and facts["cgroup"]["memory_usage"] > 0
+        # The host sees podman's default pids limit on its own cgroup.
+        assert facts["cgroup"]["pids_limit"] == pids_limit_set_by_podman(host)
+
+
+def pids_limit_set_by_podman(host):
+    inspected = json.loads(host_lab.podman("inspect", "--format", "json", host).stdout)[0]
+    return inspected["HostConfig"]["PidsLimit"] or None
+
+
+@pytest.fixture
+def busy_host(lab):
+    """(host, burner pid): a CPU burner and a file writer running on the first lab host for at most 60 s."""
+    host = lab.hosts[0]
+    started = lab.exec(host, "sh", "-c", """
+        systemd-run --quiet --unit e2e-burner --property RuntimeMaxSec=60 sh -c 'while :; do :; done'
+        systemd-run --quiet --unit e2e-writer --property RuntimeMaxSec=60 sh -c \
+            'while :; do dd if=/dev/zero of=/var/tmp/e2e-io bs=1M count=16 conv=fsync status=none; done'
+        systemctl show --property MainPID --value e2e-burner""")
+    assert started.returncode == 0, started.stderr
+    yield host, int(started.stdout.split()[-1])
+    lab.exec(host, "sh", "-c", "systemctl stop e2e-burner e2e-writer; rm -f /var/tmp/e2e-io")
+
+
+def test_a_cpu_burner_tops_the_list_and_written_bytes_show_as_io(lab, run_playbook, tmp_path, busy_host):
+    host, burner = busy_host
+    result = run_tasks(run_playbook, tmp_path, host, [("measure", "fleetops.health.host_resources",
+                                                       {"window": 1.0, "subset": ["cpu", "io", "processes"]})])
+
+    facts = resources(result, host)
+    top_cpu = {process["pid"]: process for process in facts["processes"]["top_cpu"]}
+    assert burner in top_cpu, facts["processes"]["top_cpu"]
+    # Its share depends on how busy the machine is (65 % of a core when idle, a few % under load average 15);
+    # every other process on the host is idle, so the burner makes the top list, above 0.
+    assert top_cpu[burner]["name"] == "sh" and top_cpu[burner]["cpu_percent"] > 1
+    assert facts["cpu"]["percent"] > 0
+    # The writer fsyncs 16 MiB at a time; the device under the host's filesystem sees it.
+    assert max(device["write_bps"] for device in facts["io"]) > 2 ** 20, facts["io"]
+
+
+def test_cgroup_shows_the_limits_podman_set(lab, run_playbook, tmp_path, limited_host):
+    result = run_tasks(run_playbook, tmp_path, limited_host,
+                       [("measure", "fleetops.health.host_resources", {"window": 0, "subset": ["cgroup", "memory"]})])
+
+    facts = resources(result, limited_host)
+    cgroup = facts["cgroup"]
+    assert cgroup["memory_limit"] == MEMORY_LIMIT
+    assert cgroup["cpu_quota_cores"] == CPU_LIMIT
+    assert 0 < cgroup["memory_usage"] < MEMORY_LIMIT
+    assert cgroup["memory_percent"] == pytest.approx(100.0 * cgroup["memory_usage"] / MEMORY_LIMIT, abs=0.1)
+    # memory (the machine as psutil sees it) is not the container's limit.
+    assert facts["memory"]["total"] > MEMORY_LIMIT
+
+
+def test_a_failed_unit_shows_in_units_and_reasons(lab, run_playbook, tmp_path, broken_unit):
+    result = run_tasks(run_playbook, tmp_path, broken_unit,
+                       [("measure", "fleetops.health.host_resources", {"window": 0, "subset": ["units"]})])
+
+    facts = resources(result, broken_unit)
+    failed = {unit["unit"]: unit for unit in facts["units"]["failed"]}
+    assert failed[BROKEN_UNIT]["active"] == "failed"
+    assert failed[BROKEN_UNIT]["description"] == "fleetops e2e: a service that fails at once"
+    assert facts["verdict"] in ("warn", "crit")
+    assert any(BROKEN_UNIT in reason for reason in facts["reasons"]), facts["reasons"]
+
+
+def test_sweep_reports_every_lab_host(lab, run_playbook, tmp_path, broken_unit):
+    report_dir = tmp_path / "report"
+
+    result = run_playbook("fleetops.health.sweep", extravars={"fleet_report_dir": str(report_dir)})
+
+    assert result.ok, result.failure_summary()
+    report = json.loads((report_dir / "fleet-report.json").read_text())
+    assert sorted(row["host"] for row in report["hosts"]) == sorted(lab.hosts)
+    assert report["total"] == len(lab.hosts) and report["unreachable"] == 0
+    assert all(row["reachable"] and row["verdict"] in ("ok", "warn", "crit") for row in report["hosts"])
+    assert sum(report["counts"].values()) == len(lab.hosts)
+    broken = next(row for row in report["hosts"] if row["host"] == broken_unit)
+    assert any(BROKEN_UNIT in reason for reason in broken["reasons"]), broken["reasons"]
+    html = (report_dir / "fleet-report.html").read_text()
+    assert all(host in html for host in lab.hosts) and BROKEN_UNIT in html
+    summary = result.task_results("Show the fleet summary")
+    table = next(iter(summary.values()))["msg"]
+    assert all(host in table for host in lab.hosts)
