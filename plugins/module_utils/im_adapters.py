@@ -213,16 +213,21 @@ class IMAdapter(object):
 
     def validate(self, target, notification, sign):
         """Raise ConfigError for inputs this platform cannot use; return warnings for ignored ones."""
-        if target.secret and not self.can_sign:
-            raise ConfigError("secret: %s messages are not signed; remove secret" % self.platform)
+        if (target.secret or sign) and not self.can_sign:
+            name = "secret" if target.secret else "sign"
+            raise ConfigError("%s: %s messages are not signed; remove %s" % (name, self.platform, name))
         if sign and not target.secret:
             raise ConfigError("secret: required because sign is true for %s" % self.platform)
         warnings = []
+        kinds = self.mention_kinds_for(notification.format)
         for kind, present in (("all", notification.mention_all), ("mobiles", notification.mention_mobiles),
                               ("user_ids", notification.mention_user_ids)):
-            if present and kind not in self.mention_kinds:
+            if present and kind not in kinds:
                 warnings.append("mentions.%s: %s cannot mention by %s; ignored" % (kind, self.platform, kind))
         return warnings
+
+    def mention_kinds_for(self, message_format):
+        return self.mention_kinds
 
     # --- rendering ---------------------------------------------------------------------------------
     def render(self, notification):
@@ -317,6 +322,10 @@ class WeComAdapter(ErrcodeAdapter):
         40008: "invalid message type; this is a bug in the payload, please report it",
     }
     colors = {"info": "comment", "warning": "warning", "critical": "warning", "resolved": "info"}
+
+    def mention_kinds_for(self, message_format):
+        # WeCom markdown mentions only by <@userid>; mobiles work in text messages alone.
+        return ("all", "user_ids") if message_format == "markdown" else self.mention_kinds
 
     def content(self, notification):
         if notification.format == "markdown":

@@ -197,6 +197,12 @@ def test_unsupported_mentions_warn_and_unsigned_platforms_refuse_a_secret():
     assert warnings == ["mentions.mobiles: slack cannot mention by mobiles; ignored"]
     with pytest.raises(ConfigError, match="^secret: wecom"):
         adapter_for("wecom").validate(Target("wecom", "https://h/x", "s"), note, None)
+    with pytest.raises(ConfigError, match="^sign: teams messages are not signed"):
+        adapter_for("teams").validate(Target("teams", "https://h/x"), note, True)
+    markdown = Notification("m", format="markdown", mentions={"mobiles": ["138"]})
+    assert adapter_for("wecom").validate(Target("wecom", "https://h/x"), markdown, None) == [
+        "mentions.mobiles: wecom cannot mention by mobiles; ignored"]
+    assert adapter_for("wecom").validate(Target("wecom", "https://h/x"), note, None) == []
     with pytest.raises(ConfigError, match="^secret: required because sign is true"):
         adapter_for("dingtalk").validate(Target("dingtalk", "https://h/x"), note, True)
     with pytest.raises(ConfigError, match="^chat_id"):
