@@ -260,24 +260,26 @@ class Notifier(object):
         return {"delivered": False, "spooled": False, "suppressed": 0, "attempts": 0, "platform": self.target.platform,
                 "status": None, "truncated": False, "flushed": 0, "spool_remaining": 0, "target": self.target.label}
 
-    def preview(self, notification, dedupe_key=None, dedupe_window=0):
-        """Check mode: the request that would be sent, signed, with every secret masked."""
+    def preview(self, notification=None, flush=False, dedupe_key=None, dedupe_window=0):
+        """Check mode: the request that would be sent, signed, with every secret masked; ``changed`` predicted."""
         result = self.result()
-        payload, result["truncated"] = self.adapter.render(notification)
-        url, body, headers = self.adapter.prepare(self.target, payload, self.sender.clock())
-        masked = scrub(body.decode("utf-8"), self.target.sensitive_strings())
-        request_body = json.loads(masked)
-        for field in ("sign", "timestamp"):
-            if field in request_body:
-                request_body[field] = MASK
-        result["request"] = {"url": redact_url(self.target.url), "headers": {
-            k: (MASK if k.lower().startswith("x-signature") or k == getattr(self.adapter, "signature_header", None) else v)
-            for k, v in headers.items()}, "body": request_body}
         if self.spool:
             result["spool_remaining"] = len(self.spool.pending(self.target))
         if dedupe_key and self.dedupe:
             suppress, count, _warning = self.dedupe.check(self.target, dedupe_key, dedupe_window)
             result["suppressed"] = count + 1 if suppress else 0
+        result["changed"] = bool(flush and result["spool_remaining"]) or bool(notification and not result["suppressed"])
+        if notification is None:
+            return result
+        payload, result["truncated"] = self.adapter.render(notification)
+        url, body, headers = self.adapter.prepare(self.target, payload, self.sender.clock())
+        request_body = json.loads(scrub(body.decode("utf-8"), self.target.sensitive_strings()))
+        for field in ("sign", "timestamp"):
+            if field in request_body:
+                request_body[field] = MASK
+        signature_header = getattr(self.adapter, "signature_header", None)
+        result["request"] = {"url": redact_url(self.target.url), "body": request_body,
+                             "headers": {k: MASK if k == signature_header else v for k, v in headers.items()}}
         return result
 
     def run(self, notification=None, flush=False, dedupe_key=None, dedupe_window=0):

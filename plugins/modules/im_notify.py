@@ -348,9 +348,7 @@ def main():
     try:
         notifier, notification = build_notifier(params, warnings, module.check_mode)
         if module.check_mode:
-            result = notifier.preview(notification, params["dedupe_key"], params["dedupe_window"]) if notification \
-                else notifier.result()
-            result["changed"] = bool(notification) and not result["suppressed"]
+            result = notifier.preview(notification, params["flush_spool"], params["dedupe_key"], params["dedupe_window"])
         else:
             result = notifier.run(notification, params["flush_spool"], params["dedupe_key"], params["dedupe_window"])
             result["changed"] = result["delivered"] or result["spooled"] or result["flushed"] > 0

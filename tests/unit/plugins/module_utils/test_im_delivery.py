@@ -257,6 +257,7 @@ def test_check_mode_preview_masks_signature_and_sends_nothing(tmp_path):
         notifier, _unused = make_notifier(receiver, secret="hmac-secret-77")
         preview = notifier.preview(Notification("m", title="t"))
         assert receiver.requests == []
+    assert preview["changed"] is True
     assert preview["request"]["headers"]["X-Signature-256"] == "********"
     assert preview["request"]["url"].endswith("/********")
     assert preview["request"]["body"]["message"] == "m"
@@ -282,3 +283,14 @@ def test_a_receiver_bound_to_all_addresses_is_reachable_by_name():
         sender = Sender(adapter_for("webhook"), Target("webhook", url), retries=0)
         assert sender.send({"message": "from a lab host"}).delivered
     assert receiver.messages == [{"message": "from a lab host"}]
+
+
+def test_check_mode_predicts_a_flush(tmp_path):
+    with IMReceiver("wecom") as receiver:
+        notifier, _clock = make_notifier(receiver, spool_dir=tmp_path, retries=0)
+        assert notifier.preview(None, flush=True)["changed"] is False
+        receiver.go_down()
+        notifier.run(Notification("kept"))
+        preview = notifier.preview(None, flush=True)
+    assert (preview["changed"], preview["spool_remaining"]) == (True, 1)
+    assert len(Spool(str(tmp_path)).names()) == 1
