@@ -52,7 +52,7 @@ def test_a_sustained_high_score_activates_a_standby_host_behind_the_load_balance
 
         assert sh(lab, standby, "systemctl is-active nginx") == "active"
         assert lab.addresses[standby] in sh(lab, balancer, "cat /etc/nginx/fleetops-upstream.conf")
-        served = {sh(lab, balancer, "curl -s http://127.0.0.1:8080/") for _ in range(8)}
+        served = {sh(lab, balancer, "curl -s http://127.0.0.1:8080/") for _request in range(8)}
         assert served == {web, standby}
 
         # At max_count the next high runs hold, and say why.
