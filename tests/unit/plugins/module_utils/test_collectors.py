@@ -22,15 +22,20 @@ def fixture_text(*parts):
         return handle.read()
 
 
+def fixture_bytes(*parts):
+    with open(os.path.join(FIXTURES, *parts), "rb") as handle:
+        return handle.read()
+
+
 # ---------------------------------------------------------------- /proc/<pid>/stat
 
 def test_pid_stat_name_with_parenthesis_and_space():
-    assert collectors.parse_pid_stat(fixture_text("proc", "2922", "stat"))[:2] == ("we) (ird", "S")
+    assert collectors.parse_pid_stat(fixture_bytes("proc", "2922", "stat"))[:2] == ("we) (ird", "S")
 
 
 def test_pid_stat_zombie_and_busy_process():
-    assert collectors.parse_pid_stat(fixture_text("proc", "2912", "stat"))[1] == "Z"
-    name, state, ticks, start, rss = collectors.parse_pid_stat(fixture_text("proc", "2951", "stat"))
+    assert collectors.parse_pid_stat(fixture_bytes("proc", "2912", "stat"))[1] == "Z"
+    name, state, ticks, start, rss = collectors.parse_pid_stat(fixture_bytes("proc", "2951", "stat"))
     # the burner had run 1 s at 100 % of a core when captured
     assert (name, state) == ("python3", "R")
     assert ticks >= CLK_TCK * 0.8 and start > 0 and rss > 0
