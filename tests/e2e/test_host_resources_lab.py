@@ -172,3 +172,37 @@ def test_sweep_reports_every_lab_host(lab, run_playbook, tmp_path, broken_unit):
     summary = result.task_results("Show the fleet summary")
     table = next(iter(summary.values()))["msg"]
     assert all(host in table for host in lab.hosts)
+
+
+def test_sweep_verdicts_take_the_probes_and_log_rules_of_an_earlier_play(lab, run_playbook, tmp_path):
+    """probe and log_scan facts gathered before the sweep (same run) become reasons in the report."""
+    prober, server, logger = lab.hosts[0], lab.hosts[1], lab.hosts[2]
+    log_dir = "/var/log/e2e-sweep"
+    assert lab.exec(logger, "sh", "-c", f"rm -rf {log_dir} /var/lib/fleetops/e2e-sweep-logs; mkdir -p {log_dir}; "
+                                        f"printf 'ok\\nERROR disk gone\\nERROR disk still gone\\n' > {log_dir}/app.log"
+                    ).returncode == 0
+    report_dir = tmp_path / "report"
+    playbook = tmp_path / "checks-then-sweep.yml"
+    playbook.write_text(json.dumps([
+        {"name": "Probe a closed port on another host", "hosts": prober, "gather_facts": False, "tasks": [
+            {"name": "probe", "fleetops.health.probe": {"targets": [{"name": "db", "tcp": f"{server}:5432"}]}}]},
+        {"name": "Scan a log", "hosts": logger, "gather_facts": False, "tasks": [
+            {"name": "scan", "fleetops.health.log_scan": {
+                "paths": [f"{log_dir}/app.log"], "start_at": "beginning", "state_dir": "/var/lib/fleetops/e2e-sweep-logs",
+                "rules": [{"name": "errors", "keywords": ["ERROR"], "severity": "critical"}]}}]},
+        {"import_playbook": "fleetops.health.sweep"},
+    ]))
+
+    try:
+        result = run_playbook(playbook, extravars={"fleet_report_dir": str(report_dir)})
+    finally:
+        lab.exec(logger, "rm", "-rf", log_dir, "/var/lib/fleetops/e2e-sweep-logs")
+
+    assert result.ok, result.failure_summary()
+    rows = {row["host"]: row for row in json.loads((report_dir / "fleet-report.json").read_text())["hosts"]}
+    assert sorted(rows) == sorted(lab.hosts)
+    assert rows[prober]["verdict"] == "crit" and "probe db down (refused)" in rows[prober]["reasons"]
+    assert rows[logger]["verdict"] == "crit" and "log rule errors: 2 critical matches" in rows[logger]["reasons"]
+    assert not any(reason.startswith(("probe ", "log rule ")) for reason in rows[server]["reasons"])
+    html = (report_dir / "fleet-report.html").read_text()
+    assert "probe db down (refused)" in html and "log rule errors: 2 critical matches" in html
