@@ -1,4 +1,4 @@
-"""Benchmark: the steady-state cost of a scheduled remediation run, against the naive play it replaces.
+"""Benchmark: the steady-state cost of a scheduled remediation run against the naive play, and the RTO.
 
 One playbooks/remediate.yml run over N lab hosts where every service is healthy (nothing to do: the cost
 a timer pays every few minutes), against bench/remediate/naive.yml (service_facts + uri + systemd_service
@@ -6,13 +6,20 @@ per service), measured in the same run on the same hosts, alternating, best of R
 ssh inventory, forks and services (nginx with an HTTP probe). Also one run with nginx killed on one host
 (detect, restart, verify, record), for scale.
 
+Then the RTO: playbooks/chaos.yml kills nginx with SIGKILL, then stops it, on one host, while a timer
+stand-in runs the remediation every 30 s (10 s with --quick); chaos.yml prints the time from the fault
+to the moment nginx answers again. The anchor is the timer period: the expected RTO of a timer-driven
+remediation is about half of it plus one run.
+
     .venv/bin/python bench/remediate/run.py [--quick] [--hosts N] [--repeats R]
 """
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -29,6 +36,30 @@ def ansible_env():
                 ANSIBLE_COLLECTIONS_PATH=os.pathsep.join([os.path.join(ROOT, ".cache", "dev-collections"),
                                                           os.path.join(ROOT, ".cache", "collections")]),
                 CONTAINERS_CONF=str(host_lab.CONTAINERS_CONF))
+
+
+def remediate_on_a_timer(inventory, hosts, extravars, period, stop):
+    """A systemd timer stand-in: start a remediation run every ``period`` seconds until ``stop`` is set."""
+    while not stop.wait(period - time.monotonic() % period):
+        play(inventory, os.path.join(ROOT, "playbooks", "remediate.yml"), hosts, extravars)
+
+
+def chaos_rto(inventory, host, remediate_vars, period):
+    """{fault: seconds} from chaos.yml, with the remediation running every ``period`` seconds meanwhile."""
+    stop = threading.Event()
+    timer = threading.Thread(target=remediate_on_a_timer, args=(inventory, [host], remediate_vars, period, stop))
+    timer.start()
+    try:
+        command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inventory),
+                   os.path.join(ROOT, "playbooks", "chaos.yml"), "-e", json.dumps({"chaos_hosts": host})]
+        completed = subprocess.run(command, env=ansible_env(), cwd=ROOT, capture_output=True, text=True,
+                                   timeout=900, check=False)
+    finally:
+        stop.set()
+        timer.join()
+    if completed.returncode != 0:
+        raise SystemExit("chaos.yml failed:\n%s" % completed.stdout[-3000:])
+    return dict((fault, float(seconds)) for fault, seconds in re.findall(r"- \S+ (kill9|stop) ([0-9.]+)", completed.stdout))
 
 
 def play(inventory, playbook, hosts, extravars):
@@ -72,6 +103,9 @@ def main():
         host_lab.podman("exec", hosts[0], "systemctl", "kill", "--signal=KILL", "nginx")
         time.sleep(0.5)
         acting = play(lab.ssh_inventory, remediate_playbook, hosts, remediate_vars)
+        period = 10 if args.quick else 30
+        rto = chaos_rto(lab.ssh_inventory, hosts[-1], dict(remediate_vars, remediate_services=[dict(
+            SERVICES[0], policy={"max_restarts": 10, "backoff": 0})]), period)
     finally:
         lab.down()
 
@@ -84,6 +118,10 @@ def main():
             ("fleetops.health.remediate, 1 host restarts", acting)]
     for name, seconds in rows:
         print("%-44s %9.2f %12.0f %9.2f" % (name, seconds, seconds * 1000.0 / count, seconds / anchor))
+    print("\nRTO with the remediation on a %d s timer (chaos.yml on one host)" % period)
+    print("%-44s %9s %12s" % ("fault", "RTO s", "× period"))
+    for fault in ("kill9", "stop"):
+        print("%-44s %9.1f %12.2f" % (fault, rto.get(fault, float("nan")), rto.get(fault, float("nan")) / period))
 
 
 if __name__ == "__main__":

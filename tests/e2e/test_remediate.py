@@ -163,6 +163,30 @@ def test_a_recovery_without_action_sends_a_resolved_notice(lab, fresh_hosts, run
     assert host in resolved[0]
 
 
+def test_a_critical_log_rule_restarts_a_service_that_looks_healthy(lab, fresh_hosts, run_playbook, im):
+    host = fresh_hosts[0]
+    log = "/var/log/fleetops-e2e-app.log"
+    lab.exec(host, "sh", "-c", f"echo 'started' > {log}")
+    watched = dict(NGINX, log_paths=[log], log_rules=[
+        {"name": "fatal", "keywords": ["FATAL"], "severity": "critical"},
+        {"name": "slow", "keywords": ["slow request"], "severity": "warning"}])
+    first = remediate(run_playbook, [host], [watched])  # the first scan starts at the end of the log
+    assert results_of(first, "Restart or start the services the plan names")[host].get("skipped") is True
+    pid_before = host_output(lab, host, "systemctl", "show", "-p", "MainPID", "--value", "nginx")
+
+    lab.exec(host, "sh", "-c", f"printf 'slow request\\nFATAL: worker lost its upstream\\n' >> {log}")
+    second = remediate(run_playbook, [host], [watched])
+
+    restarted = results_of(second, "Restart or start the services the plan names")[host]["results"]
+    assert [item["item"]["method"] for item in restarted] == ["restart"]
+    assert host_output(lab, host, "systemctl", "show", "-p", "MainPID", "--value", "nginx") != pid_before
+    messages = settle(im, 2)
+    action = [text for text in messages if "fixed it" in text]
+    assert len(action) == 1 and "critical log rule fatal matched" in action[0] and "slow" not in action[0]
+    third = remediate(run_playbook, [host], [watched])  # the offset moved on: the same line does not count twice
+    assert results_of(third, "Restart or start the services the plan names")[host].get("skipped") is True
+
+
 def test_check_mode_prints_the_plan_and_changes_nothing(lab, fresh_hosts, run_playbook, im):
     remediate(run_playbook, fresh_hosts, [NGINX])  # a first run, so that every host has a record
     settle(im, 0)
