@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from helpers_tasks import module_result, run_tasks, run_tasks_unchecked  # noqa: E402  pylint: disable=wrong-import-position
+from helpers_tasks import module_result, run_tasks, run_tasks_unchecked  # noqa: E402  pylint: disable=C0413
 from im_receivers import IMReceiver  # noqa: E402  pylint: disable=wrong-import-position
 
 HOST_ADDRESS_FROM_LAB = "host.containers.internal"
@@ -101,10 +101,8 @@ def test_spooled_on_the_host_while_the_receiver_is_down_then_flushed(lab, run_pl
         assert secret not in on_disk and receiver.token not in on_disk  # the flushing task brings them again
 
         receiver.come_back()
-        result = run_tasks(run_playbook, tmp_path, sender, [
-            ("flush with a new alert", "fleetops.health.im_notify", notify_args(receiver, msg="third alert, live",
-                                                                                 flush_spool=True)),
-        ])
+        flush = notify_args(receiver, msg="third alert, live", flush_spool=True)
+        result = run_tasks(run_playbook, tmp_path, sender, [("flush with a new alert", "fleetops.health.im_notify", flush)])
 
         outcome = module_result(result, "flush with a new alert", sender)
         assert outcome["flushed"] == 2 and outcome["delivered"] is True and outcome["spool_remaining"] == 0

@@ -107,8 +107,7 @@ def test_check_mode_probes_but_leaves_the_state_file_alone(lab, run_playbook, tm
 
 
 @pytest.mark.parametrize("engine", ["aiohttp", "stdlib"])
-def test_body_regex_matches_the_page_nginx_sends_gzip_compressed(lab, run_playbook, tmp_path, prober_and_server,
-                                                                  engine):
+def test_body_regex_matches_the_page_nginx_sends_gzip_compressed(lab, run_playbook, tmp_path, prober_and_server, engine):
     """Debian's nginx gzips text/html for clients that accept it; body_regex must see the page itself."""
     prober, server = prober_and_server
     args = {"http_engine": engine,
