@@ -93,6 +93,19 @@ def test_facts_on_every_lab_host(lab, run_playbook, tmp_path):
         assert facts["cgroup"]["pids_limit"] == pids_limit_set_by_podman(host)
 
 
+def test_disks_are_filesystems_not_files_bind_mounted_by_podman(lab, run_playbook, tmp_path):
+    """podman bind-mounts single files (/etc/resolv.conf, /etc/hosts ...) from the machine's disk into every
+    container; such a file is not a filesystem an operator can act on, and a disk named /etc/resolv.conf in
+    the sweep's WORST DISK column sends on-call to the wrong place."""
+    host = lab.hosts[0]
+    result = run_tasks(run_playbook, tmp_path, host,
+                       [("measure", "fleetops.health.host_resources", {"window": 0, "subset": ["disk"]})])
+
+    mounts = [disk["mount"] for disk in resources(result, host)["disks"]]
+    files = [mount for mount in mounts if lab.exec(host, "test", "-f", mount).returncode == 0]
+    assert files == [], f"disks lists file bind mounts {files} (all disks: {mounts})"
+
+
 def pids_limit_set_by_podman(host):
     inspected = json.loads(host_lab.podman("inspect", "--format", "json", host).stdout)[0]
     return inspected["HostConfig"]["PidsLimit"] or None
