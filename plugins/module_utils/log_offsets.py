@@ -18,6 +18,8 @@ from ansible_collections.fleetops.health.plugins.module_utils import state_file
 
 # The first bytes of a log (a timestamp and a message) tell a reused inode from the file we tracked.
 FINGERPRINT_BYTES = 1024
+# How much of a candidate copy is compared with a small truncated file to tell a copy from a backup.
+COPY_COMPARE_BYTES = 64 * 1024
 STATE_FILE_NAME = "offsets.json"
 LOCK_FILE_NAME = "offsets.lock"
 STATE_VERSION = 1
@@ -92,17 +94,40 @@ def _open_first(candidates, wanted):
     return None
 
 
-def open_renamed(path, key, entry):
-    """The file tracked at ``path`` under its rotated name (same identity and first bytes)."""
-    return _open_first(rotation_candidates(path),
-                       lambda fd, st: identity_key(st) == key and fingerprint_matches(fd, entry))
+def open_renamed(path, key):
+    """The file tracked at ``path`` under its rotated name (same identity; the caller checks its first bytes)."""
+    return _open_first(rotation_candidates(path), lambda fd, st: identity_key(st) == key)
 
 
-def open_copy(path, entry, known_keys):
-    """After copytruncate: the newest copy that starts like the tracked file and reaches its offset."""
-    candidates = sorted(rotation_candidates(path), key=lambda item: item[1].st_mtime_ns, reverse=True)
-    return _open_first(candidates, lambda fd, st: (identity_key(st) not in known_keys and st.st_size >= entry["offset"]
-                                                   and fingerprint_matches(fd, entry)))
+def has_weak_fingerprint(entry):
+    """The file was shorter than FINGERPRINT_BYTES when last read: its first bytes may recur by chance."""
+    return entry["fp_len"] < FINGERPRINT_BYTES
+
+
+def open_copy(path, entry, known_keys, truncated_fd):
+    """After copytruncate: the copy that holds the tracked file's content past its saved offset.
+
+    A copy is made before its file is truncated, so it is not newer than that file (``truncated_fd``); a
+    newer file is a later generation. With a full fingerprint the copy is the newest file that starts like
+    the tracked one. With a weak one (a small file), it is the oldest non-empty file written since the last
+    read that starts like the tracked one while the truncated file does not start like it (it was emptied
+    and refilled, not merely copied).
+    """
+    truncated_mtime_ns = os.fstat(truncated_fd).st_mtime_ns
+    weak = has_weak_fingerprint(entry)
+
+    def is_copy(fd, st):
+        if (identity_key(st) in known_keys or st.st_size < entry["offset"] or st.st_mtime_ns > truncated_mtime_ns
+                or not fingerprint_matches(fd, entry)):
+            return False
+        if not weak:
+            return True
+        head = os.pread(fd, COPY_COMPARE_BYTES, 0)
+        return (bool(head) and st.st_mtime_ns > entry.get("mtime_ns", 0)
+                and os.pread(truncated_fd, len(head), 0) != head)
+
+    candidates = sorted(rotation_candidates(path), key=lambda item: item[1].st_mtime_ns, reverse=not weak)
+    return _open_first(candidates, is_copy)
 
 
 def later_generations(path, after_mtime_ns, known_keys):
@@ -115,7 +140,7 @@ def later_generations(path, after_mtime_ns, known_keys):
 class OffsetStore(object):
     """Offsets keyed by file identity (``dev:ino``), each entry remembering the path it was last read at.
 
-    ``files``: identity -> {path, offset, fp, fp_len[, skip_line]}. ``gone``: path -> epoch, paths whose
+    ``files``: identity -> {path, offset, fp, fp_len[, skip_line]}. ``gone``: path -> epoch ns, paths whose
     tracked file vanished, so that a file reappearing there is read from its start rather than treated as
     never seen. ``globs``: pattern -> epoch of its first scan; a file a known glob matches for the first
     time was created since, so it is read whole.
@@ -180,8 +205,9 @@ class OffsetStore(object):
         return {"version": STATE_VERSION, "files": self.files, "gone": self.gone, "globs": self.globs}
 
     def mark_gone(self, path):
-        """Remember that ``path`` had no tracked file (kept from the first time, so idle runs change nothing)."""
-        self.gone.setdefault(path, int(time.time()))
+        """Remember since when ``path`` has had no tracked file (in ns, kept from the first time, so idle runs
+        change nothing): files rotated there after that were all written since."""
+        self.gone.setdefault(path, time.time_ns())
 
     def _serialized(self):
         return json.dumps(self._snapshot(), sort_keys=True)
@@ -192,7 +218,7 @@ class OffsetStore(object):
 
     def save(self):
         """Write atomically when anything moved; returns whether offsets changed."""
-        cutoff = time.time() - FORGET_PATHS_AFTER_SECONDS
+        cutoff = time.time_ns() - FORGET_PATHS_AFTER_SECONDS * 10 ** 9
         self.gone = dict((path, when) for path, when in self.gone.items()
                          if when >= cutoff or os.path.lexists(path))
         changed = self.changed

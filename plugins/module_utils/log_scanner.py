@@ -231,6 +231,7 @@ class LogScan(object):
         self._owners = {}
         self._live_keys = set()
         self._read_whole = set()
+        self._finished_keys = set()  # rotated files read to their end in this run
 
     def run(self):
         # Who owned each path before this run: a rename seen at one path must not hide a rotation at another.
@@ -300,7 +301,7 @@ class LogScan(object):
         owner = self._owners.get(path)
         if owner in self.store.files and self.store.files[owner]["path"] == path:
             # Rotated away and not recreated yet: finish the old file first.
-            if not self._finish_rotated(path, owner, result, self.max_bytes):
+            if not self._finish_rotated(path, owner, result, self.max_bytes)[0]:
                 return
         # Whatever appears here later was written after this run: it will be read from its start.
         self.store.mark_gone(path)
@@ -314,7 +315,7 @@ class LogScan(object):
         if entry is not None and not log_offsets.fingerprint_matches(fd, entry):
             if entry["path"] == path:
                 events.append("truncated")  # rewritten in place: copytruncate, then refilled past the offset
-                self._finish_copy(path, entry, result)
+                self._finish_copy(path, entry, result, fd)
                 entry["offset"] = 0
                 entry.pop("skip_line", None)
             else:
@@ -325,26 +326,33 @@ class LogScan(object):
         skip_partial = False
         if owner is not None and owner != key and owner in store.files:
             events.append("rotated")
-            bytes_before = result["bytes_scanned"]
-            if not self._finish_rotated(path, owner, result, budget):
+            finished, budget_used = self._finish_rotated(path, owner, result, budget)
+            if not finished:
                 result["backlog_bytes"] += size  # the old file keeps the budget; the new one waits its turn
                 return
             if budget is not None:
-                budget -= result["bytes_scanned"] - bytes_before
+                budget -= budget_used
         if entry is None:
             if not events:
                 events.append("new")
+            if path in store.gone:
+                # Files made here and rotated away since the path was last seen empty-handed.
+                self._read_later_generations(path, store.gone[path], result)
             if owner is not None or path in store.gone or path in self._read_whole or self.start_at == "beginning":
                 start = 0
             else:
                 start, skip_partial = tail_start(fd, size)
         elif size < entry["offset"]:
             events.append("truncated")
-            self._finish_copy(path, entry, result)
+            self._finish_copy(path, entry, result, fd)
             start = 0
         else:
             start = entry["offset"]
             skip_partial = bool(entry.get("skip_line"))
+            # Tracked while small: a size or first-bytes check may miss a copytruncate since then.
+            if log_offsets.has_weak_fingerprint(entry) and self._finish_copy(path, entry, result, fd) is not None:
+                events.append("truncated")
+                start, skip_partial = 0, False
         end = size if budget is None else min(size, start + budget)
         resume, skip_partial, bytes_read = scan_range(fd, start, end, self.counter, skip_partial, False,
                                                       self.chunk_bytes, self.line_limit)
@@ -359,29 +367,44 @@ class LogScan(object):
         else:
             entry.pop("skip_line", None)
         log_offsets.refresh_fingerprint(fd, entry, size, reset="truncated" in events)
+        if log_offsets.has_weak_fingerprint(entry):
+            entry["mtime_ns"] = st.st_mtime_ns
+        else:
+            entry.pop("mtime_ns", None)
         store.gone.pop(path, None)
 
     def _finish_rotated(self, path, owner, result, budget):
         """Read the rest of the file that ``path`` held before, at its rotated name.
 
-        Returns False when the budget ran out first: the old file then stays tracked under ``path`` and
-        the next run goes on with it before the new file.
+        Returns ``(finished, bytes taken from the budget)``. When the budget runs out first, the old file
+        stays tracked under ``path`` and the next run goes on with it before the new file.
         """
         if owner in self._live_keys:
-            return True  # a glob matches its new name too: it is read there in this run
+            return True, 0  # a glob matches its new name too: it is read there in this run
         entry = self.store.files[owner]
-        found = log_offsets.open_renamed(path, owner, entry)
+        found = log_offsets.open_renamed(path, owner)
         if found is None:
             self.warnings.append("%s: the file read there before is gone and no uncompressed rotated copy of it was "
                                  "found next to it; what was written to it after offset %d was not read"
                                  % (path, entry["offset"]))
             del self.store.files[owner]
-            return True
+            return True, 0
         fd, _rotated_path, st = found
         try:
-            start = entry["offset"] if entry["offset"] <= st.st_size else 0
+            start, skip_partial = entry["offset"], entry.get("skip_line", False)
+            truncated = st.st_size < start or not log_offsets.fingerprint_matches(fd, entry)
+            if truncated or log_offsets.has_weak_fingerprint(entry):
+                # Truncated in place (copytruncate) before it was renamed: its old tail is in a copy. The
+                # generations after that copy are read once this file is finished (maybe in a later run).
+                copy_mtime_ns = self._finish_copy(path, entry, result, fd, read_generations=False)
+                if copy_mtime_ns is not None:
+                    entry["generations_after_ns"] = copy_mtime_ns
+                    truncated = True
+            if truncated:
+                start, skip_partial = 0, False
+                log_offsets.refresh_fingerprint(fd, entry, st.st_size, reset=True)
             end = st.st_size if budget is None else min(st.st_size, start + budget)
-            resume, skip_partial, bytes_read = scan_range(fd, start, end, self.counter, entry.get("skip_line", False),
+            resume, skip_partial, bytes_read = scan_range(fd, start, end, self.counter, skip_partial,
                                                           end == st.st_size, self.chunk_bytes, self.line_limit)
         finally:
             os.close(fd)
@@ -390,16 +413,21 @@ class LogScan(object):
             result["backlog_bytes"] += st.st_size - end
             entry["offset"] = resume
             entry["skip_line"] = skip_partial
-            return False
+            return False, bytes_read
         del self.store.files[owner]
-        self._read_later_generations(path, st.st_mtime_ns, result)
-        return True
+        self._finished_keys.add(owner)
+        self._read_later_generations(path, min(st.st_mtime_ns, entry.get("generations_after_ns", st.st_mtime_ns)),
+                                     result)
+        return True, bytes_read
 
-    def _finish_copy(self, path, entry, result):
-        """copytruncate: the lines written between the saved offset and the truncation are in the copy."""
-        found = log_offsets.open_copy(path, entry, self._known_keys())
+    def _finish_copy(self, path, entry, result, truncated_fd, read_generations=True):
+        """copytruncate: the lines written between the saved offset and the truncation are in the copy.
+
+        Returns the copy's mtime (ns), or None when there is no copy.
+        """
+        found = log_offsets.open_copy(path, entry, self._known_keys(), truncated_fd)
         if found is None:
-            return
+            return None
         fd, _copy_path, st = found
         try:
             bytes_read = scan_range(fd, entry["offset"], st.st_size, self.counter, entry.get("skip_line", False),
@@ -407,7 +435,10 @@ class LogScan(object):
         finally:
             os.close(fd)
         result["bytes_scanned"] += bytes_read
-        self._read_later_generations(path, st.st_mtime_ns, result)
+        self._finished_keys.add(log_offsets.identity_key(st))
+        if read_generations:
+            self._read_later_generations(path, st.st_mtime_ns, result)
+        return st.st_mtime_ns
 
     def _read_later_generations(self, path, after_mtime_ns, result):
         """Rotations between two runs leave whole generations never seen (app.log.1 when we had app.log.2)."""
@@ -417,13 +448,17 @@ class LogScan(object):
             except OSError:
                 continue
             try:
-                result["bytes_scanned"] += scan_range(fd, 0, os.fstat(fd).st_size, self.counter, False, True,
+                st = os.fstat(fd)
+                if log_offsets.identity_key(st) in self._known_keys():
+                    continue  # replaced under that name since it was listed
+                result["bytes_scanned"] += scan_range(fd, 0, st.st_size, self.counter, False, True,
                                                       self.chunk_bytes, self.line_limit)[2]
+                self._finished_keys.add(log_offsets.identity_key(st))
             finally:
                 os.close(fd)
 
     def _known_keys(self):
-        return self._live_keys | set(self.store.files)
+        return self._live_keys | self._finished_keys | set(self.store.files)
 
 
 def _glob_to_regex(pattern):

@@ -46,20 +46,17 @@ def test_rotation_candidates_are_plain_uncompressed_siblings(tmp_path):
     assert names == ["app.log-20261125", "app.log.1"]
 
 
-def test_open_renamed_needs_the_same_identity_and_first_bytes(tmp_path):
+def test_open_renamed_finds_the_same_identity_under_a_rotated_name(tmp_path):
     log = tmp_path / "app.log"
     log.write_text("line one\n")
-    fd = open_fd(log)
-    entry = log_offsets.new_entry(fd, str(log), 9, 9)
-    key = log_offsets.identity_key(os.fstat(fd))
-    os.close(fd)
+    key = log_offsets.identity_key(log.stat())
     (tmp_path / "app.log.2").write_text("line one\n")  # same content, other inode: not it
     os.rename(str(log), str(tmp_path / "app.log.1"))
-    found = log_offsets.open_renamed(str(log), key, entry)
+    found = log_offsets.open_renamed(str(log), key)
     os.close(found[0])
     assert found[1] == str(tmp_path / "app.log.1")
-    entry["fp"] = "0" * 64
-    assert log_offsets.open_renamed(str(log), key, entry) is None
+    os.unlink(str(tmp_path / "app.log.1"))
+    assert log_offsets.open_renamed(str(log), key) is None
 
 
 def test_store_round_trip_and_changed_only_when_offsets_move(tmp_path):
@@ -88,7 +85,7 @@ def test_check_mode_writes_nothing_and_creates_nothing(tmp_path):
 
 def test_forgotten_paths_expire_unless_they_exist_again(tmp_path):
     with log_offsets.OffsetStore(str(tmp_path)) as store:
-        store.gone = {"/nonexistent/old": 1, str(tmp_path): 1, "/nonexistent/recent": int(time.time())}
+        store.gone = {"/nonexistent/old": 1, str(tmp_path): 1, "/nonexistent/recent": time.time_ns()}
         store.save()
         assert sorted(store.gone) == sorted([str(tmp_path), "/nonexistent/recent"])
 

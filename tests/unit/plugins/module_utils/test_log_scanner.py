@@ -167,7 +167,7 @@ needs_logrotate = pytest.mark.skipif(not os.path.exists(LOGROTATE), reason="logr
 class LogRig(object):
     """A log directory, a logrotate config for it, and scans that save offsets between them."""
 
-    def __init__(self, tmp_path, mode="create", extra=""):
+    def __init__(self, tmp_path, mode="create", extra="", keep=9):
         self.dir = tmp_path / "logs"
         self.dir.mkdir(mode=0o755)
         self.log = self.dir / "app.log"
@@ -175,7 +175,7 @@ class LogRig(object):
         self.state_dir = str(tmp_path / "state")
         self.logrotate_state = str(tmp_path / "logrotate.status")
         self.conf = tmp_path / "logrotate.conf"
-        self.conf.write_text("%s {\n  rotate 9\n  %s\n  missingok\n%s}\n" % (self.log, mode, extra))
+        self.conf.write_text("%s {\n  rotate %d\n  %s\n  missingok\n%s}\n" % (self.log, keep, mode, extra))
 
     def append(self, text):
         with open(str(self.log), "ab") as handle:
@@ -487,3 +487,43 @@ def test_inode_reused_by_another_file_is_treated_as_new(tmp_path):
         store.save()
     facts = rig.scan()
     assert (errors(facts), events(facts, str(rig.log))) == (2, ["new"])
+
+
+def error_lines_on_disk(rig):
+    """What a perfect reader would have counted: every ERROR line in the rotated files (they are final,
+    so an unfinished last line counts) plus the complete ERROR lines of the live file."""
+    total = 0
+    for name in os.listdir(str(rig.dir)):
+        data = (rig.dir / name).read_bytes()
+        if name == "app.log":
+            data = data[:data.rfind(b"\n") + 1]
+        total += sum(b"ERROR" in line for line in data.split(b"\n"))
+    return total
+
+
+@needs_logrotate
+@pytest.mark.parametrize("mode", ["create", "copytruncate"])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
+def test_random_sequences_of_appends_rotations_and_scans_count_every_line_once(tmp_path, mode, seed):
+    """Appends with unfinished lines, logrotate runs (several between scans), renames by hand (odd seeds),
+    scans with and without max_bytes: in the end every ERROR line is counted exactly once."""
+    rng = random.Random(seed)
+    rig = LogRig(tmp_path, mode, keep=99)
+    pieces = ["ERROR {n}\n", "ok {n}\n", "ERROR unfinished {n}", " then finished {n}\n", "\n"]
+    counted = errors(rig.scan())  # tracking starts here, before any rotation
+    for step in range(60):
+        action = rng.random()
+        if action < 0.5:
+            rig.append("".join(rng.choice(pieces).format(n=step) for _piece in range(rng.randrange(1, 6))))
+        elif action < 0.55 and seed % 2 and rig.log.exists():
+            os.rename(str(rig.log), "%s-manual%d" % (rig.log, step))
+        elif action < 0.7:
+            rig.rotate()
+        else:
+            counted += errors(rig.scan(max_bytes=rng.choice([None, None, 64])))
+    for _drain in range(20):  # what max_bytes left behind
+        facts = rig.scan()
+        counted += errors(facts)
+        if not any(item["bytes_scanned"] for item in facts["files"]):
+            break
+    assert counted == error_lines_on_disk(rig)
