@@ -111,3 +111,17 @@ def test_spooled_on_the_host_while_the_receiver_is_down_then_flushed(lab, run_pl
             "first alert, spooled", "second alert, spooled", "third alert, live"]
         assert receiver.rejections == []  # each spooled message was signed afresh when it was flushed
         assert spooled_files(lab, sender) == []
+
+
+def test_dedupe_ledger_on_the_host_suppresses_a_repeat(lab, run_playbook, tmp_path, sender):
+    with IMReceiver("dingtalk", host="0.0.0.0", secret=SECRETS["dingtalk"]) as receiver:
+        alert = notify_args(receiver, msg="disk /var at 93%", dedupe_key=f"disk:{sender}:/var", dedupe_window=600)
+        result = run_tasks(run_playbook, tmp_path, sender, [
+            ("first", "fleetops.health.im_notify", alert), ("repeat", "fleetops.health.im_notify", alert)])
+
+        first, repeat = module_result(result, "first", sender), module_result(result, "repeat", sender)
+        assert first["delivered"] is True and first["changed"] is True
+        assert repeat["delivered"] is False and repeat["spooled"] is False, repeat
+        assert repeat["suppressed"] == 1 and repeat["changed"] is False  # the repeats in this window, this one included
+        assert len(receiver.wait_for(1)) == 1 and len(receiver.requests) == 1
+        assert lab.exec(sender, "test", "-s", f"{SPOOL_DIR}/dedupe.json").returncode == 0
