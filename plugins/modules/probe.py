@@ -115,6 +115,8 @@ options:
   deadline:
     description:
       - Seconds the whole call may take. Targets not finished by then get C(error_kind=timeout).
+      - Name lookups run in threads that cannot be interrupted, so a resolver that hangs may keep the
+        module process alive up to the system resolver's own timeout after the results are final.
     type: float
     default: 60
   http_engine:
