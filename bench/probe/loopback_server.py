@@ -56,9 +56,13 @@ async def serve(count):
 
 
 def main():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    count = int(sys.argv[1])
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    asyncio.run(serve(int(sys.argv[1])))
+    if hard != resource.RLIM_INFINITY and hard < 2 * count + 64:
+        sys.exit("loopback_server: %d ports and their connections need about %d open files, but the hard limit is %d; "
+                 "raise it (ulimit -Hn, LimitNOFILE=) or serve fewer ports" % (count, 2 * count + 64, hard))
+    asyncio.run(serve(count))
 
 
 if __name__ == "__main__":

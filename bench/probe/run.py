@@ -89,7 +89,10 @@ def raise_fd_limit():
 def start_server(count):
     server = subprocess.Popen([sys.executable, os.path.join(HERE, "loopback_server.py"), str(count)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    layout = json.loads(server.stdout.readline())
+    line = server.stdout.readline()
+    if not line:
+        sys.exit("the loopback server did not start (exit status %s); see its message above" % server.wait())
+    layout = json.loads(line)
     # The closed port goes third, so every size includes one refused target.
     ports = layout["ports"][:2] + [layout["closed_port"]] + layout["ports"][2:]
     return server, ports
