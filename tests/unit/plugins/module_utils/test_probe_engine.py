@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
 ENGINES = ["aiohttp", "stdlib"]
-SLOW_SECONDS = 1.5
+SLOW_SECONDS = 2.0
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -232,7 +232,7 @@ def test_deadline_bounds_the_call(http_base, engine):
     started = time.monotonic()
     results = probe(engine, *[dict(name="slow%d" % index, url=http_base + "/slow", timeout=10) for index in range(3)],
                     deadline=0.4)
-    assert time.monotonic() - started < 1.2
+    assert time.monotonic() - started < SLOW_SECONDS - 0.2  # waiting for the answers would take SLOW_SECONDS
     assert [r["error_kind"] for r in results] == ["timeout"] * 3
 
 
@@ -251,7 +251,7 @@ def test_probes_run_concurrently(http_base, engine):
     results = probe(engine, *[dict(name="d%d" % index, url=http_base + "/delay?%d" % index) for index in range(20)],
                     concurrency=20)
     assert all(r["ok"] for r in results)
-    assert time.monotonic() - started < 2.0  # 20 x 0.2 s would take 4 s one by one
+    assert time.monotonic() - started < 3.0  # 20 x 0.2 s would take 4 s one by one
 
 
 @pytest.mark.parametrize("engine", ENGINES)
