@@ -232,20 +232,24 @@ class LogScan(object):
         self._live_keys = set()
         self._read_whole = set()
         self._finished_keys = set()  # rotated files read to their end in this run
+        self._rotated_names = set()  # paths of this run that are rotated names of another one (app.log.1)
 
     def run(self):
         # Who owned each path before this run: a rename seen at one path must not hide a rotation at another.
         self._owners = dict((entry["path"], key) for key, entry in self.store.files.items())
         paths = self._paths_to_check()
+        live_paths = set(paths)
+        self._rotated_names = set(path for path in paths if _is_rotated_name(path, live_paths))
         self._live_keys = set()
         for path in paths:
             try:
                 self._live_keys.add(log_offsets.identity_key(os.stat(path)))
             except OSError:
                 pass
-        files = [self._scan_path(path) for path in paths]
+        # Live files first, so that a copy or generation that a glob also matches is known as one by then.
+        results = dict((path, self._scan_path(path)) for path in sorted(paths, key=self._rotated_names.__contains__))
         return {
-            "files": files,
+            "files": [results[path] for path in paths],
             "rules": self.counter.facts(),
             "total_matches": sum(self.counter.counts.values()),
             "highest_severity": self.counter.highest_severity(),
@@ -310,6 +314,10 @@ class LogScan(object):
         key = log_offsets.identity_key(st)
         size = st.st_size
         store = self.store
+        if key in self._finished_keys:
+            # A copy or rotated generation already read to its end in this run, that a glob matches too.
+            store.files[key] = log_offsets.new_entry(fd, path, size, size)
+            return
         entry = store.files.get(key)
         events = result["events"]
         if entry is not None and not log_offsets.fingerprint_matches(fd, entry):
@@ -354,7 +362,9 @@ class LogScan(object):
                 events.append("truncated")
                 start, skip_partial = 0, False
         end = size if budget is None else min(size, start + budget)
-        resume, skip_partial, bytes_read = scan_range(fd, start, end, self.counter, skip_partial, False,
+        # A rotated file that a glob also matches will not grow again: its unfinished last line counts now.
+        resume, skip_partial, bytes_read = scan_range(fd, start, end, self.counter, skip_partial,
+                                                      end == size and path in self._rotated_names,
                                                       self.chunk_bytes, self.line_limit)
         result["bytes_scanned"] += bytes_read
         result["backlog_bytes"] += size - end
@@ -458,7 +468,13 @@ class LogScan(object):
                 os.close(fd)
 
     def _known_keys(self):
-        return self._live_keys | self._finished_keys | set(self.store.files)
+        return self._finished_keys | set(self.store.files)
+
+
+def _is_rotated_name(path, paths):
+    """``app.log.1`` or ``app.log-20261125`` when ``app.log`` is in the set ``paths`` too."""
+    start = len(os.path.dirname(path)) + 1
+    return any(path[index] in ".-" and path[:index] in paths for index in range(start, len(path)))
 
 
 def _glob_to_regex(pattern):
