@@ -177,7 +177,7 @@ def fleet_host_row(host, resources, probes=None, logs=None, result=None, thresho
         "reasons": verdict["reasons"],
         "top_reason": verdict["reasons"][0] if verdict["reasons"] else "",
         "score": None, "cpu_percent": None, "memory_percent": None, "worst_disk": None,
-        "load_per_core": None, "uptime": None, "uptime_text": None,
+        "load_per_core": None, "uptime": None, "uptime_text": None, "top_cpu": [],
         "probes": (probes or {}).get("summary"),
         "logs": None,
     }
@@ -192,6 +192,8 @@ def fleet_host_row(host, resources, probes=None, logs=None, result=None, thresho
             "load_per_core": (resources.get("load") or {}).get("per_core_5"),
             "uptime": resources.get("uptime"),
             "uptime_text": human_duration(resources.get("uptime")),
+            "top_cpu": [{"name": proc["name"], "pid": proc["pid"], "cpu_percent": proc["cpu_percent"]}
+                        for proc in ((resources.get("processes") or {}).get("top_cpu") or [])[:3]],
         })
     row["bars"] = [
         {"label": "CPU", "value": row["cpu_percent"], "level": _level(row["cpu_percent"], levels["cpu"]),

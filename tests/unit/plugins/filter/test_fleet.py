@@ -86,7 +86,15 @@ def test_row_numbers_and_bar_levels_follow_thresholds():
     assert [(gauge["label"], gauge["level"]) for gauge in row["bars"]] == [("CPU", "ok"), ("MEM", "warn"), ("DISK", "crit")]
     assert row["bars"][1]["warn"] == 40.0 and row["bars"][1]["crit"] == 95
     assert row["probes"] == {"total": 3, "up": 2, "down": 1}
+    assert row["top_cpu"] == []  # no processes section in these facts
     assert row["logs"] == {"total_matches": 49, "highest_severity": "critical"}
+
+
+def test_row_lists_the_three_busiest_processes():
+    procs = [{"pid": pid, "name": "p%d" % pid, "cpu_percent": 90.0 - pid, "rss": 1} for pid in range(5)]
+    row = fleet.fleet_host_row("h", dict(OK_HOST, processes={"top_cpu": procs}))
+    assert row["top_cpu"] == [{"name": "p0", "pid": 0, "cpu_percent": 90.0}, {"name": "p1", "pid": 1, "cpu_percent": 89.0},
+                              {"name": "p2", "pid": 2, "cpu_percent": 88.0}]
 
 
 HOSTVARS = {
