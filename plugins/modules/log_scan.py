@@ -108,6 +108,8 @@ notes:
   - Rotated files are looked for next to the log, as C(<path>.*) or C(<path>-*), uncompressed. With
     logrotate C(compress), use C(delaycompress) so that the lines written before the rotation are read.
   - A line longer than 1 MiB that spans a read chunk is matched on its first MiB only.
+  - Generations rotated more than once between two runs are read too. O(max_bytes) bounds the live file
+    and a renamed predecessor, not copytruncate copies or those in-between generations.
 seealso:
   - name: fleetops.health log_scan guide
     description: docs/log_scan.md in the collection.
