@@ -38,6 +38,8 @@ ENGINE_STDLIB = "stdlib"
 MAX_REDIRECTS = 10
 BODY_LIMIT = 1024 * 1024
 USER_AGENT = "fleetops.health-probe"
+# body_regex must see the page's text: without this, aiohttp asks for gzip and servers like nginx comply.
+DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
 # Sockets the process needs besides the probes themselves (stdio, the loop, the resolver threads).
 FD_HEADROOM = 64
 REDIRECT_CODES = (301, 302, 303, 307, 308)
@@ -245,7 +247,7 @@ class ProbeEngine(object):
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, force_close=True), response_class=CertRecordingResponse,
                 # Targets are independent: no cookie one sets may reach another.
-                cookie_jar=aiohttp.DummyCookieJar(), headers={"User-Agent": USER_AGENT}, auto_decompress=False)
+                cookie_jar=aiohttp.DummyCookieJar(), headers=DEFAULT_HEADERS, auto_decompress=False)
         else:
             self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency)
         tasks = [asyncio.ensure_future(self._gated(gate, target)) for target in targets]
@@ -364,7 +366,7 @@ class ProbeEngine(object):
                 # Read the certificate now: http.client drops the socket once a closing answer arrives.
                 der = connection.sock.getpeercert(binary_form=True) if parts.scheme == "https" else None
                 path = parts.path or "/"
-                headers = dict({"User-Agent": USER_AGENT}, **(options["headers"] or {}))
+                headers = dict(DEFAULT_HEADERS, **(options["headers"] or {}))
                 connection.request(method, path + ("?" + parts.query if parts.query else ""),
                                    body=body.encode("utf-8") if body is not None else None, headers=headers)
                 response = connection.getresponse()

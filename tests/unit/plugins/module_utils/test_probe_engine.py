@@ -1,5 +1,6 @@
 """The probe engine against real loopback servers, with both HTTP engines (aiohttp and the stdlib fallback)."""
 import datetime
+import gzip
 import http.server
 import ipaddress
 import os
@@ -59,6 +60,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._answer(503 if hits == 1 else 200)
         elif self.path == "/big":
             self._answer(200, b"x" * 300000 + b"END-MARKER")
+        elif self.path == "/gzip-if-asked":
+            # Like nginx with gzip on: compress whenever the client says it accepts gzip.
+            if "gzip" in self.headers.get("Accept-Encoding", ""):
+                self._answer(200, gzip.compress(b"all good"), {"Content-Encoding": "gzip"})
+            else:
+                self._answer(200)
         elif self.path == "/auth":
             self._answer(200 if self.headers.get("Authorization") == "Bearer s3cret" else 401)
         else:
@@ -146,6 +153,7 @@ def probe(engine, *targets, **engine_options):
     ("/ok", {"body_regex": "^all go+d$"}, True, 200, None),
     ("/ok", {"body_regex": "healthy"}, False, 200, "body"),
     ("/big", {"body_regex": "END-MARKER$"}, True, 200, None),
+    ("/gzip-if-asked", {"body_regex": "^all good$"}, True, 200, None),
     ("/loop", {}, False, None, "status"),
     ("/auth", {"headers": {"Authorization": "Bearer s3cret"}}, True, 200, None),
     ("/auth", {}, False, 401, "status"),
