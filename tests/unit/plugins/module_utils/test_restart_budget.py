@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from ansible_collections.fleetops.health.plugins.module_utils import restart_budget as restart_budget_utils
 from ansible_collections.fleetops.health.plugins.module_utils.restart_budget import (
     BudgetInputError,
     Policy,
@@ -264,21 +265,24 @@ def test_policy_from_options_uses_seconds():
 
 # The module through ansible itself.
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
+# The directory that holds ansible_collections/fleetops/health as this test imported it: the dev symlink
+# in a checkout, or the installed tree when `make unit` runs there.
+COLLECTIONS_ROOT = os.path.abspath(os.path.join(os.path.dirname(restart_budget_utils.__file__), *[".."] * 5))
 ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
 
 
 def ansible_module(args, check=False):
     env = dict(os.environ,
                ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=os.pathsep.join([os.path.join(ROOT, ".cache", "dev-collections"),
-                                                         os.path.join(ROOT, ".cache", "collections")]),
-               ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json")
+               ANSIBLE_COLLECTIONS_PATH=COLLECTIONS_ROOT,
+               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
     command = [ANSIBLE, "localhost", "-m", "fleetops.health.restart_budget", "-a", json.dumps(args)]
     if check:
         command.append("--check")
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
-    output = json.loads(completed.stdout)
-    return output["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    # "localhost | CHANGED => {...}" or "localhost | FAILED! => {...}": the result is the JSON after the arrow.
+    status, result = completed.stdout.split("=>", 1)
+    return dict(json.loads(result), failed="FAILED!" in status)
 
 
 @pytest.mark.skipif(not os.path.exists(ANSIBLE), reason="ansible is not in the venv")
