@@ -16,7 +16,8 @@ description:
   - Offsets are keyed by file identity (device, inode and a fingerprint of the first bytes), not by path.
     When a file was rotated by renaming (C(app.log) to C(app.log.1)), the rest of the old file is read at
     its new name, then the new file from its start. When a file was truncated in place (logrotate
-    C(copytruncate)), it is read again from its start.
+    C(copytruncate)), the lines written before the truncation are read from the copy and the file again
+    from its start.
   - A last line without its newline is not counted until it is complete, and then exactly once. Lines
     appended while the module runs are counted by this run or the next, never both.
   - Matching works on bytes. Invalid UTF-8 is replaced in samples. C(ignore_case) folds ASCII letters only.
