@@ -263,6 +263,28 @@ def test_truncated_in_place_without_a_copy_starts_again(tmp_path):
 
 
 @needs_logrotate
+def test_a_quiet_log_copytruncated_between_runs_is_read_from_its_copy(tmp_path):
+    rig = LogRig(tmp_path, "copytruncate")
+    rig.scan()  # empty: nothing to recognise the file by later but its copies' timing
+    rig.append("ERROR 1\nERROR 2\n")
+    rig.rotate()
+    facts = rig.scan()
+    assert (errors(facts), events(facts, str(rig.log))) == (2, ["truncated"])
+    assert errors(rig.scan()) == 0
+
+
+def test_a_backup_copy_of_a_small_log_is_not_mistaken_for_copytruncate(tmp_path):
+    rig = LogRig(tmp_path)
+    rig.append("ERROR 1\n")
+    rig.scan()
+    rig.append("ERROR 2\n")
+    shutil.copyfile(str(rig.log), str(rig.log) + ".bak")
+    rig.append("ERROR 3\n")
+    facts = rig.scan()
+    assert (errors(facts), events(facts, str(rig.log))) == (2, [])
+
+
+@needs_logrotate
 def test_delaycompress_keeps_the_rotated_file_readable(tmp_path):
     rig = LogRig(tmp_path, "create", "  compress\n  delaycompress\n")
     rig.append("ERROR 1\n")
