@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 
@@ -23,12 +24,14 @@ def _unescape_mount_field(field):
 
 
 def parse_mounts(text, exclude_fstypes=DEFAULT_EXCLUDE_FSTYPES):
-    """Return ``[{mount, device, fstype}]`` from /proc/self/mounts text, one entry per filesystem.
+    """Return ``[{mount, device, fstype}]`` from /proc/self/mounts text, one entry per mount point.
 
-    A block device mounted at several places (bind mounts) is listed once, at its first mount point.
+    ``/`` is kept whatever its type: inside a container it is the overlay that holds the container's
+    files, while other overlay mounts are the per-container layers a container host is full of.
+    Bind mounts of one device stay in the list here; ``measure_mounts`` drops them once it knows which
+    of them are files (statting a mount point can hang, so that happens in its worker threads).
     """
     excluded = set(exclude_fstypes)
-    seen_devices = set()
     seen_mounts = set()
     mounts = []
     for line in text.splitlines():
@@ -36,12 +39,8 @@ def parse_mounts(text, exclude_fstypes=DEFAULT_EXCLUDE_FSTYPES):
         if len(fields) < 3:
             continue
         device, mount, fstype = _unescape_mount_field(fields[0]), _unescape_mount_field(fields[1]), fields[2]
-        if fstype in excluded or mount in seen_mounts:
+        if (fstype in excluded and mount != "/") or mount in seen_mounts:
             continue
-        if device.startswith("/"):
-            if device in seen_devices:
-                continue
-            seen_devices.add(device)
         seen_mounts.add(mount)
         mounts.append({"mount": mount, "device": device, "fstype": fstype})
     return mounts
@@ -64,18 +63,22 @@ def usage_from_statvfs(st):
 
 
 class _StatvfsWorker(threading.Thread):
-    """One statvfs call in a daemon thread: if the mount hangs, the thread is abandoned, not the module."""
+    """stat and statvfs of one mount point in a daemon thread: if the mount hangs, the thread is abandoned."""
 
     def __init__(self, path):
         super(_StatvfsWorker, self).__init__(name="statvfs %s" % path)
         self.daemon = True
         self.path = path
+        self.is_directory = True
         self.result = None
         self.error = None
 
     def run(self):
         try:
-            self.result = os.statvfs(self.path)
+            # container engines bind-mount single files (/etc/resolv.conf, /etc/hosts): not filesystems
+            self.is_directory = stat.S_ISDIR(os.stat(self.path).st_mode)
+            if self.is_directory:
+                self.result = os.statvfs(self.path)
         except OSError as exc:
             self.error = "statvfs failed: %s" % (exc.strerror or exc)
 
@@ -83,13 +86,16 @@ class _StatvfsWorker(threading.Thread):
 def measure_mounts(mounts, timeout):
     """statvfs every mount in parallel; the whole call returns within about ``timeout`` seconds.
 
-    Each mount gets the same deadline, so N hung mounts cost ``timeout``, not N times it.
+    Each mount gets the same deadline, so N hung mounts cost ``timeout``, not N times it. Mount points
+    that are files are left out, and a block device mounted at several directories (bind mounts) is
+    listed once, at its first one.
     """
     workers = [_StatvfsWorker(entry["mount"]) for entry in mounts]
     for worker in workers:
         worker.start()
     deadline = time.monotonic() + timeout
     disks = []
+    seen_devices = set()
     for entry, worker in zip(mounts, workers):
         worker.join(max(0.0, deadline - time.monotonic()))
         disk = dict(entry)
@@ -97,7 +103,13 @@ def measure_mounts(mounts, timeout):
             disk["error"] = "no answer to statvfs within %ss (hung network or FUSE mount?)" % timeout
         elif worker.error:
             disk["error"] = worker.error
+        elif not worker.is_directory:
+            continue
         else:
+            if entry["device"].startswith("/"):
+                if entry["device"] in seen_devices:
+                    continue
+                seen_devices.add(entry["device"])
             disk.update(usage_from_statvfs(worker.result))
         disks.append(disk)
     return disks

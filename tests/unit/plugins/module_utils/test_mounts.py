@@ -21,10 +21,45 @@ def fixture_text(name):
         return handle.read()
 
 
-def test_parse_mounts_nfs_host_drops_pseudo_and_bind_duplicates():
+def test_parse_mounts_nfs_host_drops_pseudo_filesystems():
     table = mounts.parse_mounts(fixture_text("mounts_nfs_host.txt"))
-    assert [entry["mount"] for entry in table] == ["/", "/boot", "/var", "/mnt/home dir"]
+    assert [entry["mount"] for entry in table] == ["/", "/boot", "/var", "/var/lib/containers/storage/overlay",
+                                                   "/mnt/home dir"]
     assert table[-1] == {"mount": "/mnt/home dir", "device": "nas01:/export/home", "fstype": "nfs4"}
+
+
+def test_parse_mounts_container_keeps_overlay_root():
+    table = mounts.parse_mounts(fixture_text("mounts_podman_container.txt"))
+    assert table[0] == {"mount": "/", "device": "overlay", "fstype": "overlay"}
+    assert [entry["mount"] for entry in table[1:]] == ["/etc/resolv.conf", "/etc/hosts", "/etc/hostname",
+                                                       "/run/.containerenv", "/srv/data"]
+
+
+def test_measure_drops_file_mounts_and_bind_duplicates(tmp_path):
+    """The podman layout on real paths: files bind-mounted from one disk, then two directories of it."""
+    for name in ("resolv.conf", "hosts"):
+        (tmp_path / name).write_text("x")
+    for name in ("data", "again"):
+        (tmp_path / name).mkdir()
+    table = [{"mount": str(tmp_path / name), "device": "/dev/vdz", "fstype": "ext4"}
+             for name in ("resolv.conf", "hosts", "data", "again")]
+    disks = mounts.measure_mounts(table, 2.0)
+    assert [disk["mount"] for disk in disks] == [str(tmp_path / "data")]
+    assert disks[0]["total"] > 0
+
+
+def test_real_file_bind_mount_is_not_a_disk(tmp_path):
+    source, target = tmp_path / "source.conf", tmp_path / "resolv.conf"
+    source.write_text("nameserver 127.0.0.1\n")
+    target.write_text("")
+    if subprocess.run(["mount", "--bind", str(source), str(target)], stderr=subprocess.DEVNULL, check=False).returncode:
+        pytest.skip("cannot bind-mount here (not root, or no mount namespace rights)")
+    try:
+        facts = collectors.HostResources(window=0, subset=["disk"]).collect()
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+    assert str(target) not in [disk["mount"] for disk in facts["disks"]]
+    assert "/" in [disk["mount"] for disk in facts["disks"]]
 
 
 def test_parse_mounts_vm_capture():
