@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -47,9 +48,9 @@ all:
 """
 
 
-def sweep(tmp_path, *extra, report="report"):
+def sweep(tmp_path, *extra, report="report", inventory_text=INVENTORY):
     inventory = tmp_path / "inventory.yml"
-    inventory.write_text(INVENTORY % {"python": sys.executable})
+    inventory.write_text(inventory_text % {"python": sys.executable})
     report_dir = tmp_path / report
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(COLLECTION_ROOT, "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
                ANSIBLE_COLLECTIONS_PATH=os.pathsep.join(
@@ -164,3 +165,47 @@ def test_html_escapes_host_content_and_scales_to_many_hosts(tmp_path):
     assert sorted(row[1] for row in parser.rows) == sorted(hostvars)
     assert "<img" not in dom and "owned" not in dom.split("<title>")[1].split("</title>")[0]
     assert "&lt;img src=x" in dom
+
+
+PROBING_INVENTORY = """
+all:
+  vars:
+    ansible_connection: local
+    ansible_python_interpreter: %(python)s
+    fleet_subset: [memory]
+    fleet_window: 0
+  hosts:
+    quiet-01: {}
+    web-01:
+      fleet_probe_targets:
+        - {name: api, tcp: "127.0.0.1:%(closed_port)s"}
+      fleet_probe_state_file: %(tmp)s/probe/sweep.json
+      fleet_probe_unhealthy_threshold: 1
+      fleet_log_paths: ["%(tmp)s/app.log"]
+      fleet_log_rules:
+        - {name: oom, keywords: ["Out of memory"], severity: critical}
+        - {name: slow, pattern: "took [0-9]{4,} ms", severity: warning}
+      fleet_log_state_dir: %(tmp)s/offsets
+      fleet_log_start_at: beginning
+"""
+
+
+def test_sweep_probes_and_scans_logs_where_the_inventory_asks(tmp_path):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]
+    (tmp_path / "app.log").write_text("boot\nOut of memory: killed 42\nGET / took 2500 ms\nGET / took 12 ms\n")
+    text = PROBING_INVENTORY % {"python": "%(python)s", "closed_port": closed_port, "tmp": tmp_path}
+    proc, report_dir = sweep(tmp_path, inventory_text=text)
+    assert proc.returncode == 0, proc.stdout
+    rows = dict((row["host"], row) for row in json.loads((report_dir / "fleet-report.json").read_text())["hosts"])
+    assert rows["quiet-01"]["verdict"] == "ok"
+    web = rows["web-01"]
+    assert web["verdict"] == "crit"
+    assert "probe api down (refused)" in web["reasons"]
+    assert "log rule oom: 1 critical match" in web["reasons"]
+    assert "log rule slow: 1 warning match" in web["reasons"]
+    # The offsets advanced on the host: a second sweep sees no new log lines, and the probe stays down.
+    proc, report_dir = sweep(tmp_path, inventory_text=text, report="second")
+    web = [row for row in json.loads((report_dir / "fleet-report.json").read_text())["hosts"] if row["host"] == "web-01"][0]
+    assert web["reasons"] == ["probe api down (refused)"]
