@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -241,3 +242,30 @@ def test_the_schedule_timer_runs_the_playbook_under_a_lock_into_the_journal(lab,
         removed = run_playbook("playbooks/schedule.yml", limit=[host], extravars=dict(schedule, schedule_state="absent"))
     assert removed.ok, removed.failure_summary()
     assert lab.exec(host, "test", "-e", "/etc/systemd/system/fleetops-e2e.timer").returncode == 1
+
+
+def test_remediate_runs_under_ansible_runner_the_engine_awx_uses(lab, fresh_hosts, tmp_path, monkeypatch):
+    """The playbook as an AWX job runs it: through ansible-runner, with the IM target from the credential's env."""
+    ansible_runner = pytest.importorskip("ansible_runner")
+    repo = Path(__file__).resolve().parents[2]
+    victim = fresh_hosts[1]
+    lab.exec(victim, "systemctl", "kill", "--signal=KILL", "nginx")
+    with IMReceiver("dingtalk", host="0.0.0.0", secret=SECRET) as receiver:
+        envvars = {
+            "ANSIBLE_CONFIG": str(repo / "ansible.cfg"),
+            "ANSIBLE_COLLECTIONS_PATH": os.environ.get("FLEETOPS_E2E_COLLECTIONS_PATH", str(repo / ".cache" / "collections")),
+            "FLEETOPS_IM_PLATFORM": "dingtalk",
+            "FLEETOPS_IM_URL": receiver.url_for("host.containers.internal"),
+            "FLEETOPS_IM_SECRET": SECRET,
+            # The venv's ansible-playbook, as an EE has its own first on PATH.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+        }
+        run = ansible_runner.run(
+            private_data_dir=str(tmp_path), project_dir=str(repo), playbook=PLAYBOOK, inventory=str(lab.inventory),
+            limit=",".join(fresh_hosts), envvars=envvars, quiet=True,
+            extravars={"remediate_services": [NGINX], "remediate_verify_interval": 1})
+        assert (run.status, run.rc) == ("successful", 0)
+        assert host_output(lab, victim, "systemctl", "is-active", "nginx") == "active"
+        messages = settle(receiver, 2)
+    assert any("fixed it" in text and victim in text for text in messages), messages
+    assert SECRET not in run.stdout.read()
