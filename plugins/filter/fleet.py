@@ -106,11 +106,16 @@ def _log_findings(logs):
     return findings
 
 
-def fleet_host_verdict(resources, probes=None, logs=None, error=None):
-    """One host's verdict and reasons from all its facts; most severe reasons first."""
+def fleet_host_verdict(resources, probes=None, logs=None, error=None, task_errors=None):
+    """One host's verdict and reasons from all its facts; most severe reasons first.
+
+    ``task_errors`` are failures of the sweep's other calls (probe, log_scan): a check that could not run
+    is a crit reason, never a silent pass.
+    """
     findings = []
     if error:
         findings.append(("crit", error))
+    findings.extend(("crit", task_error) for task_error in task_errors or [])
     if resources:
         base_level = resources.get("verdict") or "ok"
         findings.extend((base_level if base_level != "ok" else "warn", reason) for reason in resources.get("reasons") or [])
@@ -153,23 +158,28 @@ def _worst_disk(resources):
     return {"mount": worst["mount"], "percent": worst["percent"], "free": worst.get("free")}
 
 
+def _task_failure(module, result):
+    """``<module> failed: <msg>`` for a registered result that failed, else None."""
+    if result and result.get("failed"):
+        return "%s failed: %s" % (module, str(result.get("msg", "")).strip()[:300])
+    return None
+
+
 def _host_error(result):
     """Why a host has no facts, from its registered host_resources result."""
     if not result:
         return "no result from host_resources (host skipped or not reached)"
     if result.get("unreachable"):
         return "unreachable: %s" % str(result.get("msg", "")).strip()[:300]
-    if result.get("failed"):
-        return "host_resources failed: %s" % str(result.get("msg", "")).strip()[:300]
-    return None
+    return _task_failure("host_resources", result)
 
 
-def fleet_host_row(host, resources, probes=None, logs=None, result=None, thresholds=None):
+def fleet_host_row(host, resources, probes=None, logs=None, result=None, thresholds=None, task_errors=None):
     """The report row of one host: verdict, reasons and the numbers the summary and the bars show."""
     levels = merge_thresholds(thresholds)
     resources = dict(resources) if resources else None
     error = None if resources else _host_error(result)
-    verdict = fleet_host_verdict(resources, probes, logs, error)
+    verdict = fleet_host_verdict(resources, probes, logs, error, task_errors)
     row = {
         "host": host,
         "reachable": resources is not None,
@@ -241,7 +251,8 @@ def fleet_report(hostvars, hosts, thresholds=None, generated_at=""):
     """The whole report: counts per verdict and one row per host, most severe first.
 
     ``hostvars`` is Ansible's hostvars (or any mapping of host to its variables); each host may have
-    ``fleet_resources``, ``fleet_probes``, ``fleet_logs`` and the registered ``fleet_resources_result``.
+    ``fleet_resources``, ``fleet_probes``, ``fleet_logs`` and the registered ``fleet_resources_result``,
+    ``fleet_probe_result`` and ``fleet_logs_result``.
     """
     rows = []
     for host in hosts:
@@ -251,7 +262,10 @@ def fleet_report(hostvars, hosts, thresholds=None, generated_at=""):
         logs = _plain(variables.get("fleet_logs"))
         # The host's own levels, as host_resources used them, colour its bars.
         host_thresholds = _plain(variables.get("fleet_thresholds")) or thresholds
-        row = fleet_host_row(host, resources, probes, logs, _plain(variables.get("fleet_resources_result")), host_thresholds)
+        task_errors = [_task_failure("probe", _plain(variables.get("fleet_probe_result"))),
+                       _task_failure("log_scan", _plain(variables.get("fleet_logs_result")))]
+        row = fleet_host_row(host, resources, probes, logs, _plain(variables.get("fleet_resources_result")), host_thresholds,
+                             [task_error for task_error in task_errors if task_error])
         row["facts"] = {"resources": resources, "probes": probes, "logs": logs}
         rows.append(row)
     rows.sort(key=lambda row: (-VERDICT_RANK[row["verdict"]], -(row["score"] or 0), row["host"]))

@@ -176,6 +176,9 @@ all:
     fleet_window: 0
   hosts:
     quiet-01: {}
+    misconfigured-01:
+      fleet_probe_targets:
+        - {name: api, url: "ftp://127.0.0.1/"}
     web-01:
       fleet_probe_targets:
         - {name: api, tcp: "127.0.0.1:%(closed_port)s"}
@@ -200,6 +203,10 @@ def test_sweep_probes_and_scans_logs_where_the_inventory_asks(tmp_path):
     assert proc.returncode == 0, proc.stdout
     rows = dict((row["host"], row) for row in json.loads((report_dir / "fleet-report.json").read_text())["hosts"])
     assert rows["quiet-01"]["verdict"] == "ok"
+    # A probe that cannot even run is a crit reason naming the target, not a silent pass.
+    misconfigured = rows["misconfigured-01"]
+    assert misconfigured["verdict"] == "crit" and misconfigured["top_reason"].startswith("probe failed: ")
+    assert "api" in misconfigured["top_reason"]
     web = rows["web-01"]
     assert web["verdict"] == "crit"
     assert "probe api down (refused)" in web["reasons"]
