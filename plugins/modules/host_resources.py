@@ -25,17 +25,17 @@ author:
   - fleetops.health contributors (@fleetops)
 requirements:
   - psutil (Debian/Ubuntu package C(python3-psutil)) on the managed host
+extends_documentation_fragment:
+  - fleetops.health.attributes
 attributes:
   check_mode:
     support: full
-    description: The module only reads; it runs the same in check mode.
+    details: The module only reads; it runs the same in check mode.
   diff_mode:
     support: none
-    description: Nothing changes, so there is nothing to diff.
+    details: Nothing changes, so there is nothing to diff.
   platform:
-    support: full
-    platforms: posix
-    description: Linux hosts; it reads C(/proc), C(/sys) and C(/sys/fs/cgroup).
+    details: Linux hosts; it reads C(/proc), C(/sys) and C(/sys/fs/cgroup).
 options:
   window:
     description:

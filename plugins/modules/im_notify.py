@@ -25,19 +25,18 @@ description:
     UTF-8 character boundary.
 author:
   - fleetops.health contributors (@fleetops)
+extends_documentation_fragment:
+  - fleetops.health.attributes
 attributes:
   check_mode:
     support: full
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    details: Renders and signs the request and returns it with the URL and signatures masked; sends nothing
-      and writes nothing (the spool directory is only checked).
+    details: Renders and signs the request and returns it with the URL and signatures masked; sends nothing and
+      writes nothing (the spool directory is only checked).
   diff_mode:
     support: none
-    description: A notification has no before and after to compare.
+    details: A notification has no before and after to compare.
   platform:
-    support: full
-    platforms: posix
-    description: Any POSIX host with Python 3.8 or later; the request leaves from the host the task runs on.
+    details: Any POSIX host with Python 3.8 or later; the request leaves from the host the task runs on.
 options:
   platform:
     description: The kind of endpoint O(url) points at. V(lark) is Feishu's international edition.

@@ -93,18 +93,17 @@ options:
     description: Longest sample kept, in characters; longer lines are cut.
     type: int
     default: 500
+extends_documentation_fragment:
+  - fleetops.health.attributes
 attributes:
   check_mode:
     support: full
-    description: Can run in check_mode and return changed status prediction without modifying target.
     details: Scans and returns the matches, but does not save offsets, so a real run sees the same lines.
   diff_mode:
     support: none
-    description: Only offsets change; there is nothing to diff.
+    details: Only offsets change; there is nothing to diff.
   platform:
-    support: full
-    platforms: posix
-    description: Any POSIX host with Python 3.8 or later; it reads the logs of the host the task runs on.
+    details: Any POSIX host with Python 3.8 or later; it reads the logs of the host the task runs on.
 notes:
   - Rotated files are looked for next to the log, as C(<path>.*) or C(<path>-*), uncompressed. With
     logrotate C(compress), use C(delaycompress) so that the lines written before the rotation are read.

@@ -23,19 +23,18 @@ description:
     observation whatever the O(targets[].retries).
 author:
   - fleetops.health contributors (@fleetops)
+extends_documentation_fragment:
+  - fleetops.health.attributes
 attributes:
   check_mode:
     support: full
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    details: The probes run in check mode too (they only read); the state file is not written, and the
-      results show the transitions a real run would record.
+    details: The probes run in check mode too (they only read); the state file is not written, and the results
+      show the transitions a real run would record.
   diff_mode:
     support: none
-    description: Nothing changes, so there is nothing to diff.
+    details: Nothing changes, so there is nothing to diff.
   platform:
-    support: full
-    platforms: posix
-    description: Any POSIX host with Python 3.8 or later; it probes from the host the task runs on.
+    details: Any POSIX host with Python 3.8 or later; it probes from the host the task runs on.
 notes:
   - C(changed) is always false. The module never changes the probed services; updating its own state file
     is bookkeeping.

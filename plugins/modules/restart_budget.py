@@ -89,18 +89,17 @@ options:
       - The module fails before doing anything when it is not writable.
     type: path
     default: /var/lib/fleetops/remediate
+extends_documentation_fragment:
+  - fleetops.health.attributes
 attributes:
   check_mode:
     support: full
-    description: Can run in check_mode and return changed status prediction without modifying target.
     details: Computes and reports every result, including C(changed), and writes nothing.
   diff_mode:
     support: none
-    description: The state file is bookkeeping; there is no diff to show.
+    details: The state file is bookkeeping; there is no diff to show.
   platform:
-    support: full
-    platforms: posix
-    description: Any POSIX host with Python 3.8 or later.
+    details: Any POSIX host with Python 3.8 or later.
 notes:
   - An escalation (RV(escalations)) is due once per spent budget, when the attempt that spends it fails to
     verify or when a restart has to be skipped because the budget is spent. A verified attempt or a recovery

@@ -94,18 +94,17 @@ options:
     description: Where the streaks and the last scaling are kept.
     type: path
     default: /var/lib/fleetops/scale/state.json
+extends_documentation_fragment:
+  - fleetops.health.attributes
 attributes:
   check_mode:
     support: full
-    description: Can run in check_mode and return changed status prediction without modifying target.
     details: Decides and returns the plan, and does not write O(state_file) (a corrupt one is still moved aside).
   diff_mode:
     support: none
-    description: The state file is bookkeeping; there is no diff to show.
+    details: The state file is bookkeeping; there is no diff to show.
   platform:
-    support: full
-    platforms: posix
-    description: Any POSIX host with Python 3.8 or later; run it on one host of the group (run_once) or a manager.
+    details: Any POSIX host with Python 3.8 or later; run it on one host of the group (run_once) or a manager.
 seealso:
   - module: fleetops.health.host_resources
 """
