@@ -24,20 +24,13 @@ def _collections_dir():
 sys.path.insert(0, _collections_dir())
 
 
+
 import pytest  # noqa: E402  pylint: disable=wrong-import-position
+
+from ansible_collections.fleetops.health.tests.unit import playbook_runner  # noqa: E402  pylint: disable=wrong-import-position
 
 
 @pytest.fixture
 def ansible_env():
     """Environment for running ansible/ansible-playbook against this collection, wherever the tree lives."""
-    # In a checkout the vendored collections sit in .cache/collections; in the installed tree, beside it.
-    collections = [_collections_dir(), os.path.join(COLLECTION_ROOT, ".cache", "collections")]
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_COLLECTIONS_PATH=os.pathsep.join(collections),
-        ANSIBLE_CONFIG=os.path.join(COLLECTION_ROOT, "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        PYTHONWARNINGS="ignore",
-    )
-    return env
+    return playbook_runner.ansible_env(PYTHONWARNINGS="ignore")

@@ -1,13 +1,11 @@
 """The log_scan module run by ansible-playbook on localhost: facts, changed, check mode and state_dir errors."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
-ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+from ansible_collections.fleetops.health.tests.unit.playbook_runner import run_playbook
+
 
 PLAYBOOK = """
 - hosts: localhost
@@ -85,7 +83,7 @@ PLAYBOOK = """
 """
 
 
-def run_playbook(tmp_path, unwritable):
+def run_scans(tmp_path, unwritable):
     logs = tmp_path / "logs"
     logs.mkdir()
     log = logs / "app.log"
@@ -94,13 +92,8 @@ def run_playbook(tmp_path, unwritable):
     playbook = tmp_path / "playbook.yml"
     playbook.write_text(PLAYBOOK % {"log": log, "logs": logs, "state_dir": tmp_path / "state",
                                     "unwritable": unwritable, "output": output})
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=":".join([os.path.join(ROOT, ".cache", "dev-collections"),
-                                                  os.path.join(ROOT, ".cache", "collections")]),
-               ANSIBLE_INVENTORY=os.path.join(ROOT, "inventory", "localhost.yml"))
-    result = subprocess.run([ANSIBLE_PLAYBOOK, str(playbook)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, timeout=300, check=False)
-    assert result.returncode == 0, result.stdout.decode()[-3000:]
+    result = run_playbook(playbook)
+    assert result.returncode == 0, result.stdout[-3000:]
     return str(log), json.loads(output.read_text())
 
 
@@ -108,7 +101,7 @@ def run_playbook(tmp_path, unwritable):
 def runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("log_scan_playbook")
     (tmp_path / "plainfile").write_text("")
-    return run_playbook(tmp_path, tmp_path / "plainfile" / "state")
+    return run_scans(tmp_path, tmp_path / "plainfile" / "state")
 
 
 def test_first_run_reports_the_file_as_new_and_counts_nothing_old(runs):

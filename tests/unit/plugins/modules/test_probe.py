@@ -1,18 +1,14 @@
 """The probe module run by ansible-playbook on localhost against loopback endpoints, state file included."""
 import http.server
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 
 import pytest
 
 from ansible_collections.fleetops.health.plugins.modules import probe
+from ansible_collections.fleetops.health.tests.unit.playbook_runner import run_playbook
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
-ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
 
 PLAYBOOK = """
 - hosts: localhost
@@ -93,14 +89,9 @@ def playbook_run(tmp_path_factory):
                  corrupt_state_file=str(workdir / "corrupt.json"))
     (workdir / "corrupt.json").write_text("{half a state")
     (workdir / "play.yml").write_text(PLAYBOOK % paths)
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=":".join(os.path.join(ROOT, ".cache", name)
-                                                 for name in ("dev-collections", "collections")))
-    completed = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local",
-                                "-e", "ansible_python_interpreter=" + sys.executable, str(workdir / "play.yml")],
-                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    completed = run_playbook(workdir / "play.yml", timeout=120)
     server.shutdown()
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert completed.returncode == 0, completed.stdout
     with open(paths["output"]) as handle:
         seen = json.load(handle)
     with open(paths["state_file"]) as handle:

@@ -1,0 +1,32 @@
+"""Run ansible-playbook against this tree's collection, whether the tree is a checkout or the installed copy."""
+import os
+import subprocess
+import sys
+
+COLLECTION_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+
+
+def collections_path():
+    """The collections dirs: the one holding this tree first, then the vendored collections."""
+    parent = os.path.dirname(COLLECTION_ROOT)
+    if parent.endswith(os.path.join("ansible_collections", "fleetops")):
+        return [os.path.dirname(os.path.dirname(parent))]
+    # A checkout: tests/unit/conftest.py links it under .cache/dev-collections.
+    return [os.path.join(COLLECTION_ROOT, ".cache", name) for name in ("dev-collections", "collections")]
+
+
+def ansible_env(**extra):
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(COLLECTION_ROOT, "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=os.pathsep.join(collections_path()),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env.update(extra)
+    return env
+
+
+def run_playbook(playbook, *args, timeout=300):
+    """ansible-playbook on localhost (local connection, this Python); stdout and stderr together as text."""
+    return subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local",
+                           "-e", "ansible_python_interpreter=" + sys.executable, str(playbook)] + list(args),
+                          cwd=COLLECTION_ROOT, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=timeout, check=False)
