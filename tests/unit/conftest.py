@@ -23,8 +23,6 @@ def _collections_dir():
 
 sys.path.insert(0, _collections_dir())
 
-
-
 import pytest  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.fleetops.health.tests.unit import playbook_runner  # noqa: E402  pylint: disable=wrong-import-position

@@ -3,17 +3,15 @@ import os
 import subprocess
 import sys
 
+import ansible_collections
+
 COLLECTION_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
 
 
 def collections_path():
-    """The collections dirs: the one holding this tree first, then the vendored collections."""
-    parent = os.path.dirname(COLLECTION_ROOT)
-    if parent.endswith(os.path.join("ansible_collections", "fleetops")):
-        return [os.path.dirname(os.path.dirname(parent))]
-    # A checkout: tests/unit/conftest.py links it under .cache/dev-collections.
-    return [os.path.join(COLLECTION_ROOT, ".cache", name) for name in ("dev-collections", "collections")]
+    """Where this tree's collection was imported from (conftest.py set that up), then the vendored collections."""
+    return [os.path.dirname(path) for path in ansible_collections.__path__] + [os.path.join(COLLECTION_ROOT, ".cache", "collections")]
 
 
 def ansible_env(**extra):

@@ -12,12 +12,10 @@ from html.parser import HTMLParser
 import jinja2
 import pytest
 
-import ansible_collections
 from ansible_collections.fleetops.health.plugins.filter import fleet
+from ansible_collections.fleetops.health.tests.unit.playbook_runner import ANSIBLE_PLAYBOOK, ansible_env
 
 COLLECTION_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-COLLECTIONS_DIR = os.path.dirname(os.path.abspath(list(ansible_collections.__path__)[0]))
-ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 INVENTORY = """
@@ -52,12 +50,9 @@ def sweep(tmp_path, *extra, report="report", inventory_text=INVENTORY):
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(inventory_text % {"python": sys.executable})
     report_dir = tmp_path / report
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(COLLECTION_ROOT, "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_COLLECTIONS_PATH=os.pathsep.join(
-                   [COLLECTIONS_DIR] + [p for p in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep) if p]))
     proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "fleetops.health.sweep",
                            "-e", "fleet_report_dir=%s" % report_dir] + list(extra),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, env=ansible_env(),
                           timeout=120, cwd=str(tmp_path), check=False)
     return proc, report_dir
 
