@@ -7,7 +7,6 @@ CACHE := .cache
 COLLECTIONS := $(CACHE)/collections
 INSTALLED := $(COLLECTIONS)/ansible_collections/fleetops/health
 N ?= 2
-GET_PIP_STANDIN := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 REPORT_DIR ?= $(CURDIR)/fleet-report
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(COLLECTIONS)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
@@ -33,12 +32,7 @@ test: test-setup
 
 setup: $(VENV)/.controller-stamp install
 
-test-setup: setup $(VENV)/.test-stamp vendor system-deps $(GET_PIP_STANDIN)
-
-# ansible-test --venv downloads a get-pip script from a host CI cannot reach; give it an offline stand-in.
-# The name follows the pip version that ansible-core 2.19's ansible-test pins.
-$(GET_PIP_STANDIN): tests/tooling/get_pip_offline.py
-	install -D -m 0644 $< $@
+test-setup: setup $(VENV)/.test-stamp vendor system-deps
 
 $(VENV)/.controller-stamp: requirements/controller.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

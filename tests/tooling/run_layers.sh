@@ -19,10 +19,9 @@ layer_unit() {
 }
 
 layer_sanity() {
-  # A copy outside this git checkout: inside it, ansible-test would see the installed tree as ignored files.
-  tests/tooling/dev_sanity.sh || return 1
+  tests/tooling/sanity_on_copy.sh || return 1
   # The compile test again for every Python that module code must support (3.8 and newer).
-  SANITY_PYTHON=all tests/tooling/dev_sanity.sh --test compile || return 1
+  SANITY_PYTHON=all tests/tooling/sanity_on_copy.sh --test compile || return 1
   tests/tooling/check_build.sh
 }
 
