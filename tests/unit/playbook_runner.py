@@ -28,3 +28,52 @@ def run_playbook(playbook, *args, timeout=300):
                            "-e", "ansible_python_interpreter=" + sys.executable, str(playbook)] + list(args),
                           cwd=COLLECTION_ROOT, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, timeout=timeout, check=False)
+
+
+ANSIBLE_ADHOC = os.path.join(os.path.dirname(sys.executable), "ansible")
+
+
+class ModuleRun(object):
+    """One ``ansible localhost -m`` run: its exit code, wall time, the module's result and the raw output."""
+
+    def __init__(self, rc, elapsed, result, output):
+        self.rc = rc
+        self.elapsed = elapsed
+        self.result = result
+        self.output = output
+
+    @property
+    def failed(self):
+        return bool(self.result.get("failed")) or self.rc != 0
+
+
+def run_module(module, args, check=False, timeout=120, env=None, verbosity=0):
+    """Run ``fleetops.health.<module>`` as Ansible runs it (its own process on localhost) and time it.
+
+    ``args`` is a dict sent as JSON. The result is the module's JSON result as the json callback reports it
+    ({} when Ansible printed none). A run still going at ``timeout`` raises subprocess.TimeoutExpired.
+    """
+    import json
+    import time
+
+    command = [ANSIBLE_ADHOC, "localhost", "-i", "localhost,", "-c", "local",
+               "-e", "ansible_python_interpreter=" + sys.executable,
+               "-m", "fleetops.health." + module, "-a", json.dumps(args)]
+    if check:
+        command.append("--check")
+    if verbosity:
+        command.append("-" + "v" * verbosity)
+    run_env = ansible_env(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+                          PYTHONWARNINGS="ignore")
+    run_env.update(env or {})
+    start = time.monotonic()
+    proc = subprocess.run(command, cwd=COLLECTION_ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=timeout, check=False)
+    elapsed = time.monotonic() - start
+    result = {}
+    try:
+        document = json.loads(proc.stdout)
+        result = document["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    except (ValueError, KeyError, IndexError):
+        pass
+    return ModuleRun(proc.returncode, elapsed, result, proc.stdout + proc.stderr)
