@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -219,3 +221,30 @@ def test_sweep_verdicts_take_the_probes_and_log_rules_of_an_earlier_play(lab, ru
     assert not any(reason.startswith(("probe ", "log rule ")) for reason in rows[server]["reasons"])
     html = (report_dir / "fleet-report.html").read_text()
     assert "probe db down (refused)" in html and "log rule errors: 2 critical matches" in html
+
+
+def test_network_rate_shows_a_transfer_of_known_pace(lab, run_playbook, tmp_path):
+    # The second host downloads a file from the first one's nginx at a fixed pace; host_resources on the first
+    # host measures in the middle of the transfer, so its eth0 tx rate is that pace (TCP and HTTP overhead
+    # add a few percent; curl paces on average, hence the margin).
+    sender, receiver = lab.hosts[:2]
+    pace = 4 * 2 ** 20  # bytes per second; curl --limit-rate 4M
+    seconds = 8
+    assert lab.exec(sender, "sh", "-c", f"head -c {pace * seconds} /dev/urandom > /var/www/html/rate.bin && "
+                                        "systemctl start nginx").returncode == 0
+    url = f"http://{lab.addresses[sender]}/rate.bin"
+    download = threading.Thread(target=lambda: lab.exec(
+        receiver, "curl", "-s", "-o", "/dev/null", "--limit-rate", "4M", url, timeout=60))
+    try:
+        download.start()
+        time.sleep(2)
+        result = run_tasks(run_playbook, tmp_path, [sender], [
+            ("measure", "fleetops.health.host_resources", {"window": 2, "subset": ["network"]})])
+        interfaces = {entry["interface"]: entry for entry in resources(result, sender)["network"]}
+    finally:
+        download.join(timeout=60)
+        lab.exec(sender, "sh", "-c", "rm -f /var/www/html/rate.bin; systemctl stop nginx")
+    eth0 = interfaces["eth0"]
+    assert 0.8 * pace <= eth0["tx_bps"] <= 1.25 * pace, eth0
+    # The other direction carries only the acknowledgements.
+    assert eth0["rx_bps"] < 0.1 * pace, eth0

@@ -86,3 +86,29 @@ def test_systemd_instances_follow_the_score_out_and_in(lab, run_playbook):
     finally:
         lab.exec(host, "sh", "-c", "systemctl stop 'e2eworker@*'; rm -f /etc/systemd/system/e2eworker@.service; "
                  "systemctl daemon-reload")
+
+
+def test_real_cpu_load_measured_by_host_resources_scales_out(lab, run_playbook):
+    # No injected score: the decision comes from host_resources on the host while CPU burners run there.
+    # Lab hosts see the whole machine's CPU, so one burner per core drives cpu to ~100 % and the load score
+    # (cpu weighs 0.4) above 35, while an idle machine stays well below it.
+    host = lab.hosts[2]
+    sh(lab, host, f"printf '%s' '{WORKER_UNIT}' > /etc/systemd/system/e2eworker@.service; systemctl daemon-reload; "
+                  "systemctl start e2eworker@1; rm -rf /var/lib/fleetops/scale")
+    base = {"scale_hosts": host, "scale_provider": "systemd_instances", "scale_unit_template": "e2eworker",
+            "scale_policy": {"scale_out_above": 35, "scale_in_below": 1, "consecutive": 1, "min_count": 1,
+                             "max_count": 2, "cooldown_out": 0, "cooldown_in": 0}}
+    cores = int(sh(lab, host, "nproc"))
+    try:
+        idle = scale(run_playbook, base)
+        assert idle["action"] == "hold" and idle["average"] < 35, idle
+        sh(lab, host, " ".join(["systemd-run --unit=e2eburner%d --collect sh -c 'while :; do :; done';" % index
+                                for index in range(cores)]))
+        loaded = scale(run_playbook, base)
+        assert (loaded["action"], loaded["target"]) == ("scale_out", 2), loaded
+        assert loaded["average"] >= 35
+        running = sh(lab, host, "systemctl list-units --plain --no-legend --state=active 'e2eworker@*'")
+        assert len(running.splitlines()) == 2
+    finally:
+        lab.exec(host, "sh", "-c", "systemctl stop 'e2eburner*' 'e2eworker@*'; "
+                 "rm -f /etc/systemd/system/e2eworker@.service; systemctl daemon-reload")

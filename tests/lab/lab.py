@@ -31,6 +31,7 @@ import fcntl
 import hashlib
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -53,8 +54,13 @@ HOST_PYTHON = "/usr/bin/python3"
 READY_STATES = ("running", "degraded")
 # ssh masters to lab hosts live at this path (ssh computes %C from local host, address, port, user),
 # so that removing a host can also close its master: see _close_ssh_masters. The molecule base config
-# passes the same path.
+# passes the same path. ssh expands `~` from the password database, not from $HOME, and creates no
+# folder for a ControlPath it is given: the lab makes that folder itself (ensure_ssh_control_dir).
 SSH_CONTROL_PATH = "~/.ansible/cp/%C"
+# Each systemd host holds several inotify instances (path units, journald, logind); at the kernel's
+# default of 128 per user, a lab of more than ~10 hosts fails to boot. 8192 starts 50 hosts in 40 s.
+INOTIFY_INSTANCES_PER_HOST = 40
+INOTIFY_SYSCTL = Path("/proc/sys/fs/inotify/max_user_instances")
 
 SUITE = "bookworm"
 VARIANT = "minbase"
@@ -238,6 +244,47 @@ def run_checked(command: list, timeout: float) -> None:
         raise LabError(f"{command[0]} failed (rc={result.returncode}):\n{tail}")
 
 
+# ------------------------------------------------------------------------------------------- preflight
+
+
+def ensure_ssh_control_dir() -> Path:
+    """Create the folder of SSH_CONTROL_PATH under the home directory ssh will use (the passwd entry)."""
+    home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    control_dir = home / ".ansible" / "cp"
+    control_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return control_dir
+
+
+def check_prerequisites(host_count: int) -> None:
+    """Fail with one line naming the missing piece and its fix, before any host starts."""
+    for command, package in (("podman", "podman"), ("runc", "runc"), ("ssh", "openssh-client"),
+                             ("ssh-keygen", "openssh-client")):
+        if not shutil.which(command):
+            raise LabError(f"{command} is missing: run 'make system-deps' (apt-get install {package})")
+    backend = podman("info", "--format", "{{.Host.NetworkBackend}}").stdout.strip()
+    if backend != "netavark":
+        raise LabError(f"podman uses the {backend or 'unknown'} network backend, whose lab hosts cannot resolve "
+                       "each other by name: run 'make system-deps' (apt-get install netavark aardvark-dns); "
+                       f"{CONTAINERS_CONF.name} selects netavark")
+    if not Path("/usr/lib/podman/aardvark-dns").exists() and not shutil.which("aardvark-dns"):
+        raise LabError("aardvark-dns is missing, so lab hosts cannot resolve each other by name: "
+                       "run 'make system-deps' (apt-get install aardvark-dns)")
+    _ensure_inotify_instances(host_count)
+    ensure_ssh_control_dir()
+
+
+def _ensure_inotify_instances(host_count: int) -> None:
+    wanted = max(host_count * INOTIFY_INSTANCES_PER_HOST, 128)
+    current = int(INOTIFY_SYSCTL.read_text())
+    if current >= wanted:
+        return
+    if os.geteuid() != 0:
+        raise LabError(f"fs.inotify.max_user_instances is {current}; {host_count} hosts need {wanted}: "
+                       f"run 'sudo sysctl -w fs.inotify.max_user_instances={wanted}'")
+    INOTIFY_SYSCTL.write_text(f"{wanted}\n")
+    log(f"raised fs.inotify.max_user_instances from {current} to {wanted} for {host_count} hosts")
+
+
 # ----------------------------------------------------------------------------------------------- hosts
 
 
@@ -281,6 +328,7 @@ class Lab:
         """Start fresh hosts (``names`` or ``count`` of them), wait for systemd, write inventories."""
         names = list(names) if names else self.host_names(count)
         start = time.monotonic()
+        check_prerequisites(len(names))
         tag = build_image()
         self.remove_containers()
         self._ensure_network()
@@ -300,6 +348,7 @@ class Lab:
         with timed("wait for systemd on every host"), ThreadPoolExecutor(max_workers=len(names)) as pool:
             states = list(pool.map(lambda name: self._wait_for_systemd(name, wait_timeout), names))
         hosts = [LabHost(name, self._address(name), state) for name, state in zip(names, states)]
+        self._check_name_resolution(names)
         self.write_inventories(hosts)
         log(f"up: {len(hosts)} host(s) ready in {time.monotonic() - start:.1f}s; "
             f"inventories {self.podman_inventory} and {self.ssh_inventory}")
@@ -360,6 +409,17 @@ class Lab:
             failed = podman("exec", name, "systemctl", "--failed", "--no-legend", "--plain", check=False)
             log(f"{name}: systemd degraded, failed units: {failed.stdout.strip()}")
         return state
+
+    def _check_name_resolution(self, names: list) -> None:
+        """Each host must find another by name, as the probe and load-balancer scenarios do."""
+        if len(names) < 2:
+            return
+        for source, target in ((names[0], names[-1]), (names[-1], names[0])):
+            found = podman("exec", source, "getent", "hosts", target, check=False, timeout=30)
+            if found.returncode != 0:
+                raise LabError(f"lab host {source} cannot resolve {target} by name (podman network {self.network} "
+                               "has no DNS): run 'make system-deps' (apt-get install netavark aardvark-dns), then "
+                               f"'make lab-down' to recreate the network")
 
     def _address(self, name: str) -> str:
         inspected = json.loads(podman("inspect", "--format", "json", name).stdout)[0]

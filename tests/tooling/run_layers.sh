@@ -8,8 +8,8 @@ bin="$root/.venv/bin"
 collections="$root/.cache/collections"
 installed="$collections/ansible_collections/fleetops/health"
 export PATH="$bin:$PATH" ANSIBLE_COLLECTIONS_PATH="$collections" ANSIBLE_CONFIG="$root/ansible.cfg"
-# pyenv's real interpreters, not its shims: ansible-test links the interpreter it finds on PATH.
-for version in /root/.pyenv/versions/3.*/bin; do [ -d "$version" ] && PATH="$version:$PATH"; done
+# shellcheck source=tests/tooling/python_versions.sh
+. "$root/tests/tooling/python_versions.sh"
 PATH="$bin:$PATH"
 mkdir -p tests/output
 

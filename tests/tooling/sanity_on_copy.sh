@@ -10,7 +10,8 @@ trap 'rm -rf "$work"' EXIT
 tree="$work/ansible_collections/fleetops/health"
 mkdir -p "$tree"
 (cd "$root" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$tree"
-for version in /root/.pyenv/versions/3.*/bin; do [ -d "$version" ] && PATH="$version:$PATH"; done
+# shellcheck source=tests/tooling/python_versions.sh
+. "$root/tests/tooling/python_versions.sh"
 # ansible-test --venv downloads a get-pip script from a host out of reach here and in CI: give it an
 # offline stand-in, named after the pip that ansible-core 2.19's ansible-test pins.
 install -D -m 0644 "$root/tests/tooling/get_pip_offline.py" "$HOME/.ansible/test/cache/get_pip_24_2.py"

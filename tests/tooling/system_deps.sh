@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the host lab and the tests need; installs only what is missing.
 set -euo pipefail
-packages=(podman runc debootstrap uidmap slirp4netns logrotate fuse3 libfuse2 chromium nginx-light openssh-client shellcheck)
+packages=(podman runc netavark aardvark-dns debootstrap uidmap slirp4netns logrotate fuse3 libfuse2 chromium nginx-light openssh-client shellcheck)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,8 +1,8 @@
 """Failed units: systemctl output parsing, a host without systemd, a systemctl that hangs or fails."""
 from __future__ import annotations
 
-import os
 import shutil
+import subprocess
 import time
 
 from ansible_collections.fleetops.health.plugins.module_utils import systemd_units
@@ -42,13 +42,21 @@ def test_no_systemd_is_error_entry(tmp_path):
     assert "systemd is not the init system" in result["error"]
 
 
-def test_live_host_answers_without_raising():
-    # this VM may not run systemd as PID 1; either way the answer is an entry, never an exception
+def _pid1_is_systemd():
+    with open("/proc/1/comm") as handle:
+        return handle.read().strip() == "systemd"
+
+
+def test_live_host_gives_the_answer_its_init_system_implies():
+    # Whether systemd runs is read independently (PID 1's name), so each outcome is the only right one.
     result = systemd_units.failed_units(shutil.which("systemctl"), 5)
-    if os.path.isdir("/run/systemd/system"):
-        assert "failed" in result
+    if _pid1_is_systemd():
+        listed = subprocess.run(["systemctl"] + systemd_units.SYSTEMCTL_FAILED_ARGS, capture_output=True, text=True,
+                                check=True).stdout
+        assert result == {"failed_count": len(listed.splitlines()), "failed": systemd_units.parse_failed_units(listed)}
     else:
-        assert "error" in result
+        assert result == {"error": "systemd is not the init system here (/run/systemd/system is missing); "
+                                   "failed units not checked"}
 
 
 def test_systemctl_output_through_a_real_process(tmp_path):

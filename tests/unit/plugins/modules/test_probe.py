@@ -3,11 +3,12 @@ import http.server
 import json
 import socket
 import threading
+import time
 
 import pytest
 
 from ansible_collections.fleetops.health.plugins.modules import probe
-from ansible_collections.fleetops.health.tests.unit.playbook_runner import run_playbook
+from ansible_collections.fleetops.health.tests.unit.playbook_runner import run_module, run_playbook
 
 
 PLAYBOOK = """
@@ -120,7 +121,6 @@ def test_facts_shape(playbook_run):
                                         "consecutive_fail", "code", "latency_ms", "cert_days_left", "error", "error_kind"}
     summary = facts["summary"]
     assert (summary["total"], summary["up"], summary["down"]) == (2, 2, 0)
-    assert summary["p50_latency_ms"] == summary["p95_latency_ms"] == facts["results"][0]["latency_ms"]
     assert summary["duration_ms"] >= summary["p95_latency_ms"]
 
 
@@ -160,3 +160,36 @@ def test_documented_return_matches_the_facts(playbook_run):
     assert set(documented) == set(facts)
     assert set(documented["results"]["contains"]) == set(facts["results"][0])
     assert set(documented["summary"]["contains"]) == set(facts["summary"])
+
+
+class DelayHandler(http.server.BaseHTTPRequestHandler):
+    """GET /<ms> answers after that many milliseconds."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        time.sleep(int(self.path.strip("/")) / 1000.0)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_summary_percentiles_come_from_the_targets_latencies():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DelayHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    delays_ms = [0, 20, 40, 60, 80, 100, 120, 140, 160, 400]
+    targets = [{"name": "d%d" % delay, "url": "http://127.0.0.1:%d/%d" % (server.server_address[1], delay)}
+               for delay in delays_ms]
+    try:
+        run = run_module("probe", {"targets": targets, "http_engine": "stdlib"})
+    finally:
+        server.shutdown()
+    assert not run.failed, run.output
+    facts = run.result["ansible_facts"]["fleet_probes"]
+    latencies = sorted(result["latency_ms"] for result in facts["results"])
+    assert all(result["ok"] for result in facts["results"])
+    summary = facts["summary"]
+    # Nearest rank over 10 values: P50 is the 5th, P95 the 10th.
+    assert (summary["p50_latency_ms"], summary["p95_latency_ms"]) == (latencies[4], latencies[9])
+    assert 80 <= summary["p50_latency_ms"] < 160 <= 400 <= summary["p95_latency_ms"]
