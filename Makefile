@@ -15,7 +15,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Every file that goes into the built collection; the install re-runs only when one changes.
 COLLECTION_SOURCES := $(shell git ls-files -co --exclude-standard -- galaxy.yml meta plugins roles playbooks docs tests changelogs README.md 2>/dev/null)
 
-.PHONY: sweep test setup test-setup install vendor system-deps unit sanity lint molecule e2e lab-up lab-down lab-image bench clean
+.PHONY: sweep test setup test-setup install vendor system-deps unit sanity newest lint molecule e2e lab-up lab-down lab-image bench clean
 
 ## The main job: a fleet sweep, against localhost unless INVENTORY is given.
 sweep: setup
@@ -28,7 +28,7 @@ sweep: setup
 
 ## Every test layer, each with a pass/fail line, then a summary. Fails if any layer fails.
 test: test-setup
-	@tests/tooling/run_layers.sh unit sanity lint molecule e2e
+	@tests/tooling/run_layers.sh unit sanity newest lint molecule e2e
 
 setup: $(VENV)/.controller-stamp install
 
@@ -69,6 +69,10 @@ unit: test-setup
 sanity: test-setup
 	@tests/tooling/run_layers.sh sanity
 
+## Unit tests and sanity again on the newest ansible-core (Python 3.12).
+newest: test-setup
+	@tests/tooling/run_layers.sh newest
+
 lint: test-setup
 	@tests/tooling/run_layers.sh lint
 
@@ -93,4 +97,4 @@ bench: test-setup
 	@for script in bench/*/run.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean: lab-down
-	rm -rf $(CACHE) tests/output bench/output
+	rm -rf $(CACHE) .venv-newest tests/output bench/output

@@ -25,6 +25,24 @@ layer_sanity() {
   tests/tooling/check_build.sh
 }
 
+# The newest ansible-core (requirements/newest.txt) on Python 3.12: unit tests and sanity again, so that
+# what meta/runtime.yml declares (this and every version down to the controller's) is what is tested.
+layer_newest() {
+  local venv="$root/.venv-newest"
+  command -v python3.12 >/dev/null || {
+    echo "newest: python3.12 is missing (the newest ansible-core needs 3.12 or later): run 'pyenv install 3.12'"
+    return 1
+  }
+  if [ ! -f "$venv/.stamp" ] || [ requirements/newest.txt -nt "$venv/.stamp" ]; then
+    python3.12 -m venv "$venv" && "$venv/bin/python" -m pip install --quiet -r requirements/newest.txt \
+      && touch "$venv/.stamp" || return 1
+  fi
+  "$venv/bin/ansible" --version | head -n 1
+  (cd "$installed" && PATH="$venv/bin:$PATH" PYTHONPATH="$collections" "$venv/bin/python" -m pytest -q \
+    -p no:cacheprovider tests/unit) || return 1
+  ANSIBLE_TEST="$venv/bin/ansible-test" tests/tooling/sanity_on_copy.sh
+}
+
 layer_lint() {
   ansible-lint --offline
 }
@@ -54,9 +72,10 @@ run_layer() {
     unit) layer_unit ;;
     sanity) layer_sanity ;;
     lint) layer_lint ;;
+    newest) layer_newest ;;
     molecule) layer_molecule ;;
     e2e) layer_e2e ;;
-    *) echo "unknown layer $1 (known: unit sanity lint molecule e2e)"; return 2 ;;
+    *) echo "unknown layer $1 (known: unit sanity newest lint molecule e2e)"; return 2 ;;
   esac
 }
 

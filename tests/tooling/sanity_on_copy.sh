@@ -12,11 +12,16 @@ mkdir -p "$tree"
 (cd "$root" && git ls-files -co --exclude-standard -z | xargs -0 tar -cf - 2>/dev/null) | tar -xf - -C "$tree"
 # shellcheck source=tests/tooling/python_versions.sh
 . "$root/tests/tooling/python_versions.sh"
+# ANSIBLE_TEST picks another ansible-test (the `newest` layer's); the default is the controller's.
+ansible_test=${ANSIBLE_TEST:-$root/.venv/bin/ansible-test}
 # ansible-test --venv downloads a get-pip script from a host out of reach here and in CI: give it an
-# offline stand-in, named after the pip that ansible-core 2.19's ansible-test pins.
-install -D -m 0644 "$root/tests/tooling/get_pip_offline.py" "$HOME/.ansible/test/cache/get_pip_24_2.py"
+# offline stand-in, named after the pip that this ansible-test pins for its venvs.
+ansible_test_lib=$("$(dirname "$ansible_test")/python" -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')
+pip_version=$(grep -oE "pip='[0-9.]+'" "$ansible_test_lib/_internal/python_requirements.py" | head -n 1 | tr -dc '0-9.')
+[ -n "$pip_version" ] || { echo "sanity: cannot tell which pip $ansible_test pins" >&2; exit 1; }
+install -D -m 0644 "$root/tests/tooling/get_pip_offline.py" "$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
 cd "$tree"
 # SANITY_PYTHON picks one Python (default 3.11); SANITY_PYTHON=all runs on every Python ansible-test finds.
 python_args=(--python "${SANITY_PYTHON:-3.11}")
 [ "${SANITY_PYTHON:-}" = all ] && python_args=()
-"$root/.venv/bin/ansible-test" sanity --venv "${python_args[@]}" --color no "$@"
+"$ansible_test" sanity --venv "${python_args[@]}" --color no "$@"
