@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from im_receivers import IMReceiver  # noqa: E402  pylint: disable=wrong-import-position
+import lab as host_lab  # noqa: E402  pylint: disable=wrong-import-position  (tests/lab, put on sys.path by conftest)
 
 PLAYBOOK = "playbooks/remediate.yml"
 SECRET = "SECe2e-remediate-0c1f3b7d9a"
@@ -269,3 +271,72 @@ def test_remediate_runs_under_ansible_runner_the_engine_awx_uses(lab, fresh_host
         messages = settle(receiver, 2)
     assert any("fixed it" in text and victim in text for text in messages), messages
     assert SECRET not in run.stdout.read()
+
+
+# What ansible-core 2.19 imports, copied from this venv onto a lab host (same Debian 12, same CPython 3.11 ABI),
+# so that the host can stand in for a control node without a package download at test time.
+ANSIBLE_IMPORTS = ("ansible", "ansible_core", "jinja2", "markupsafe", "yaml", "_yaml", "cryptography", "cffi",
+                   "_cffi_backend", "pycparser", "packaging", "resolvelib")
+CONTROL_DIR = "/opt/fleetops-control"
+ANSIBLE_PLAYBOOK_WRAPPER = f"""#!/bin/sh
+export PYTHONPATH={CONTROL_DIR}/site ANSIBLE_COLLECTIONS_PATH={CONTROL_DIR}/collections
+exec /usr/bin/python3 -c 'import sys; sys.argv[0] = "ansible-playbook"; from ansible.cli.playbook import main; main()' "$@"
+"""
+
+
+def make_control_node(lab, host, tmp_path):
+    """Put ansible-core and the installed collection on ``host``; returns the path of its ansible-playbook."""
+    import ansible
+
+    site = Path(ansible.__file__).resolve().parents[1]
+    staged = tmp_path / "control"
+    for entry in site.iterdir():
+        if entry.name.split("-")[0].split(".")[0].lower() in ANSIBLE_IMPORTS:
+            copy = shutil.copytree if entry.is_dir() else shutil.copy2
+            copy(entry, staged / "site" / entry.name)
+    collection = Path(__file__).resolve().parents[2] / ".cache" / "collections" / "ansible_collections" / "fleetops"
+    shutil.copytree(collection, staged / "collections" / "ansible_collections" / "fleetops", symlinks=True)
+    (staged / "ansible-playbook").write_text(ANSIBLE_PLAYBOOK_WRAPPER)
+    (staged / "ansible-playbook").chmod(0o755)
+    (staged / "inventory.ini").write_text(f"{host} ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n")
+    assert lab.exec(host, "rm", "-rf", CONTROL_DIR).returncode == 0
+    copied = host_lab.podman("cp", str(staged), f"{host}:{CONTROL_DIR}", check=False, timeout=120)
+    assert copied.returncode == 0, copied.stderr
+    return f"{CONTROL_DIR}/ansible-playbook"
+
+
+def test_the_schedule_timer_runs_the_real_remediate_playbook_and_a_stopped_service_comes_back(
+        lab, fresh_hosts, run_playbook, tmp_path):
+    host = fresh_hosts[2]
+    ansible_playbook = make_control_node(lab, host, tmp_path)
+    version = lab.exec(host, ansible_playbook, "--version")
+    assert version.returncode == 0 and "ansible-playbook [core 2." in version.stdout, version.stdout + version.stderr
+    schedule = {"schedule_hosts": host, "schedule_name": "e2e-real", "schedule_ansible_playbook": ansible_playbook,
+                "schedule_playbook": "fleetops.health.remediate", "schedule_inventory": f"{CONTROL_DIR}/inventory.ini",
+                "schedule_playbook_args": ["-e", json.dumps({"remediate_services": [NGINX], "remediate_notify": False,
+                                                             "remediate_verify_interval": 1})],
+                "schedule_on_calendar": "*:*:0/15", "schedule_randomized_delay": 0, "schedule_persistent": False}
+    installed = run_playbook("playbooks/schedule.yml", limit=[host], extravars=schedule)
+    assert installed.ok, installed.failure_summary()
+    try:
+        assert lab.exec(host, "systemctl", "stop", "nginx").returncode == 0
+        stopped_at = time.monotonic()
+        # The timer fires every 15 s on its own; nothing here starts the service or the run.
+        while host_output(lab, host, "systemctl", "is-active", "nginx") != "active":
+            assert time.monotonic() - stopped_at < 90, host_output(
+                lab, host, "journalctl", "-o", "cat", "-u", "fleetops-e2e-real.service", "--no-pager")
+            time.sleep(1)
+        deadline = time.monotonic() + 60
+        while True:
+            record = json.loads(host_output(lab, host, "sh", "-c", f"cat {BUDGET_FILE} 2>/dev/null || echo {{}}"))
+            last = record.get("services", {}).get("nginx", {}).get("last_result", {})
+            if last.get("result") == "verified" or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert last.get("result") == "verified", record
+        journal = host_output(lab, host, "journalctl", "-o", "cat", "-u", "fleetops-e2e-real.service", "--no-pager")
+        assert "PLAY RECAP" in journal and "failed=0" in journal
+    finally:
+        removed = run_playbook("playbooks/schedule.yml", limit=[host], extravars=dict(schedule, schedule_state="absent"))
+        lab.exec(host, "sh", "-c", f"rm -rf {CONTROL_DIR}; systemctl start nginx")
+    assert removed.ok, removed.failure_summary()
