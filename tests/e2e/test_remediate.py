@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from im_receivers import IMReceiver  # noqa: E402  pylint: disable=wrong-import-position
-import lab as host_lab  # noqa: E402  pylint: disable=wrong-import-position  (tests/lab, put on sys.path by conftest)
+import lab as host_lab  # noqa: E402  pylint: disable=wrong-import-position
 
 PLAYBOOK = "playbooks/remediate.yml"
 SECRET = "SECe2e-remediate-0c1f3b7d9a"
