@@ -105,7 +105,7 @@ options:
     vars:
       - name: fleetops_im_mention_user_ids
   timeout:
-    description: Seconds to wait for each HTTP answer.
+    description: Seconds to wait for each HTTP answer, above 0 and at most 600.
     type: float
     default: 10
     env:
@@ -114,7 +114,7 @@ options:
       - section: callback_im_notify
         key: timeout
   retries:
-    description: Retries of a retryable failure, with exponential backoff from one second.
+    description: Retries of a retryable failure, 0 to 20, with exponential backoff from one second.
     type: int
     default: 3
     env:
@@ -150,6 +150,7 @@ import time
 from ansible.plugins.callback import CallbackBase
 from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import ConfigError, Notification
 from ansible_collections.fleetops.health.plugins.module_utils.im_delivery import DeliveryError, notifier_for
+from ansible_collections.fleetops.health.plugins.module_utils.redaction import scrub
 from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError
 
 MAX_HOST_LINES = 40
@@ -275,7 +276,12 @@ class CallbackModule(CallbackBase):
             notifier = self._notifier(notification)
             result = notifier.run(notification, flush=notifier.spool is not None)
         except (ConfigError, DeliveryError, StateDirError, OSError) as exc:
-            self._display.warning("fleetops.health.im_notify: run summary not sent: %s" % exc)
+            self._display.warning("fleetops.health.im_notify: run summary not sent: %s" % scrub(exc))
+            return
+        except Exception as exc:  # pylint: disable=broad-except
+            # The summary must never break a run nor print a traceback; the text may quote the URL: masked.
+            self._display.warning("fleetops.health.im_notify: run summary not sent: internal error %s: %s"
+                                  % (type(exc).__name__, scrub(exc)))
             return
         for warning in notifier.warnings:
             self._display.warning("fleetops.health.im_notify: %s" % warning)

@@ -10,9 +10,11 @@ name: fleet
 short_description: Fleet report filters for the sweep (fleet_report, fleet_host_verdict, fleet_table, fleet_failing_hosts, human_bytes)
 version_added: 0.1.0
 description:
-  - C(fleet_report(hostvars, hosts, thresholds={}, generated_at='')) builds the report of a sweep from
-    the facts C(fleet_resources), C(fleet_probes) and C(fleet_logs) and the registered result
+  - C(fleet_report(hostvars, hosts, thresholds={}, generated_at='', log_samples=true)) builds the report of a
+    sweep from the facts C(fleet_resources), C(fleet_probes) and C(fleet_logs) and the registered result
     C(fleet_resources_result) of each host; hosts sorted most severe first.
+  - In the report, URL credentials (C(user:password@), C(token=), C(key=) ...) and C(password=)-like values in
+    any text are masked. C(log_samples=false) leaves the matched log lines out (their counts stay).
   - C(fleet_host_verdict(resources, probes=None, logs=None, error=None)) merges one host's facts into
     C({verdict, reasons}). Down probe targets and critical log rules are C(crit), warning log rules C(warn).
   - C(fleet_table(report)) renders the terminal summary, C(fleet_failing_hosts(report, level)) lists the
@@ -45,6 +47,7 @@ _value:
 
 import re
 
+from ansible_collections.fleetops.health.plugins.module_utils.redaction import mask_data
 from ansible_collections.fleetops.health.plugins.module_utils.scoring import (
     VERDICT_RANK,
     merge_thresholds,
@@ -247,12 +250,28 @@ def top_issues(rows, limit=6):
     return [{"issue": issue, "hosts": count} for issue, count in ranked]
 
 
-def fleet_report(hostvars, hosts, thresholds=None, generated_at=""):
+def without_log_samples(logs):
+    """``logs`` with every rule's sample lines removed; counts and severities stay."""
+    if not logs:
+        return logs
+    logs = dict(logs)
+    rules = logs.get("rules")
+    if isinstance(rules, dict):
+        logs["rules"] = dict((name, dict((k, v) for k, v in rule.items() if k != "samples") if isinstance(rule, dict) else rule)
+                             for name, rule in rules.items())
+    elif isinstance(rules, list):
+        logs["rules"] = [dict((k, v) for k, v in rule.items() if k != "samples") if isinstance(rule, dict) else rule
+                         for rule in rules]
+    return logs
+
+
+def fleet_report(hostvars, hosts, thresholds=None, generated_at="", log_samples=True):
     """The whole report: counts per verdict and one row per host, most severe first.
 
     ``hostvars`` is Ansible's hostvars (or any mapping of host to its variables); each host may have
     ``fleet_resources``, ``fleet_probes``, ``fleet_logs`` and the registered ``fleet_resources_result``,
-    ``fleet_probe_result`` and ``fleet_logs_result``.
+    ``fleet_probe_result`` and ``fleet_logs_result``. The report's text is masked (``mask_data``): it is
+    written to files that outlive the run. ``log_samples=False`` keeps matched log lines out of it.
     """
     rows = []
     for host in hosts:
@@ -260,6 +279,8 @@ def fleet_report(hostvars, hosts, thresholds=None, generated_at=""):
         resources = _plain(variables.get("fleet_resources"))
         probes = _plain(variables.get("fleet_probes"))
         logs = _plain(variables.get("fleet_logs"))
+        if not log_samples:
+            logs = without_log_samples(logs)
         # The host's own levels, as host_resources used them, colour its bars.
         host_thresholds = _plain(variables.get("fleet_thresholds")) or thresholds
         task_errors = [_task_failure("probe", _plain(variables.get("fleet_probe_result"))),
@@ -272,7 +293,7 @@ def fleet_report(hostvars, hosts, thresholds=None, generated_at=""):
     counts = dict((verdict, 0) for verdict in VERDICT_RANK)
     for row in rows:
         counts[row["verdict"]] += 1
-    return {
+    return mask_data({
         "generated_at": generated_at,
         "thresholds": merge_thresholds(thresholds),
         "total": len(rows),
@@ -281,7 +302,7 @@ def fleet_report(hostvars, hosts, thresholds=None, generated_at=""):
         "verdict": worst_verdict(row["verdict"] for row in rows),
         "top_issues": top_issues(rows),
         "hosts": rows,
-    }
+    })
 
 
 def fleet_failing_hosts(report, level):

@@ -15,14 +15,25 @@ import email.utils
 import hashlib
 import hmac
 import json
+import math
 import re
 
 import time
 from urllib.parse import quote_plus, urlsplit, parse_qsl
 
+# Masking lives in redaction; MASK, redact_url and scrub stay importable from here (public API).
+from ansible_collections.fleetops.health.plugins.module_utils.redaction import (  # noqa: F401  pylint: disable=unused-import
+    MASK,
+    _is_credential_name,
+    redact_url,
+    scrub,
+)
+
 SEVERITIES = ("info", "warning", "critical", "resolved")
 FORMATS = ("text", "markdown")
-MASK = "********"
+# The longest wait a platform may ask for that we take as given; beyond it the value is capped (and the
+# sender then spools instead of waiting, as it exceeds any sane retry_max_delay).
+MAX_RETRY_AFTER = 86400.0
 ELLIPSIS = u"\u2026"
 _SEVERITY_LABEL = {"info": "INFO", "warning": "WARNING", "critical": "CRITICAL", "resolved": "RESOLVED"}
 
@@ -93,31 +104,16 @@ class Target(object):
         if parts.password:
             found.add(parts.password)
         found.update(seg for seg in parts.path.split("/") if _looks_like_credential(seg, 8))
-        found.update(value for _name, value in parse_qsl(parts.query) if _looks_like_credential(value, 6))
+        for name, value in parse_qsl(parts.query):
+            # A value under a credential name is secret however plain it looks (token=sekritpw).
+            if _looks_like_credential(value, 6) or (_is_credential_name(name) and len(value) >= 4):
+                found.add(value)
         return sorted(found, key=len, reverse=True)
 
 
 def _looks_like_credential(part, min_length):
     """Tokens, keys and ids mix in digits; plain words such as ``services`` or ``sendMessage`` stay readable."""
     return len(part) >= 20 or (len(part) >= min_length and any(c.isdigit() for c in part))
-
-
-def redact_url(url):
-    """``https://host:port/********``: the path and query of a webhook URL are its credential."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = "%s:%d" % (host, parts.port)
-    return "%s://%s/%s" % (parts.scheme, host, MASK)
-
-
-def scrub(text, sensitive):
-    """Replace every sensitive string in ``text`` (exception texts, platform error messages)."""
-    text = "%s" % (text,)
-    for value in sensitive:
-        if value:
-            text = text.replace(value, MASK)
-    return text
 
 
 def truncate_utf8(text, max_bytes):
@@ -150,17 +146,28 @@ def _parse_json(body):
 
 
 def parse_retry_after(value):
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date. None when absent or unreadable."""
-    if value is None:
+    """Seconds from a Retry-After header or a ``retry_after`` field: delta-seconds or an HTTP date.
+
+    None when absent or unreadable (``"soon"``, a dict); never negative, never NaN and never above
+    MAX_RETRY_AFTER, whatever the platform sends (``1e999`` included).
+    """
+    if value is None or isinstance(value, bool):
         return None
-    value = str(value).strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    if isinstance(value, (int, float)):
+        seconds = float(value) if not isinstance(value, int) or abs(value) < 10 ** 12 else float(MAX_RETRY_AFTER)
+    else:
+        text = str(value).strip()[:64]
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(text)
+                seconds = when.timestamp() - time.time()
+            except (TypeError, ValueError, IndexError, OverflowError):
+                return None
+    if math.isnan(seconds):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 class Outcome(object):
@@ -170,8 +177,10 @@ class Outcome(object):
     RETRYABLE = "retryable"
     PERMANENT = "permanent"
 
-    def __init__(self, kind, status=None, message="", hint=None, retry_after=None, http_status=None):
+    def __init__(self, kind, status=None, message="", hint=None, retry_after=None, http_status=None, final=False):
         self.kind = kind
+        #: a retryable outcome that retrying cannot fix (an internal error): undelivered at once, then spooled
+        self.final = final
         self.status = status
         self.message = message
         self.hint = hint
@@ -560,9 +569,14 @@ class TelegramAdapter(IMAdapter):
     def classify(self, http_status, headers, body):
         answer = _parse_json(body) or {}
         if http_status == 429:
-            retry_after = (answer.get("parameters") or {}).get("retry_after")
-            return Outcome(Outcome.RETRYABLE, 429, answer.get("description", "Too Many Requests"),
-                           retry_after=float(retry_after) if retry_after is not None else None, http_status=429)
+            # parameters may be anything a broken proxy sends (5, "x", null): read it defensively.
+            parameters = answer.get("parameters")
+            retry_after = parameters.get("retry_after") if isinstance(parameters, dict) else None
+            retry_after = parse_retry_after(retry_after)
+            if retry_after is None:
+                retry_after = parse_retry_after(_header(headers, "Retry-After"))
+            return Outcome(Outcome.RETRYABLE, 429, str(answer.get("description", "Too Many Requests"))[:300],
+                           retry_after=retry_after, http_status=429)
         outcome = super().classify(http_status, headers, body)
         if outcome.kind != Outcome.RETRYABLE and answer:
             outcome.message = answer.get("description", outcome.message)
@@ -583,8 +597,14 @@ class WebhookAdapter(IMAdapter):
     mention_kinds = ("all", "mobiles", "user_ids")
     signature_header = "X-Signature-256"
 
+    _header_name = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
     def __init__(self, signature_header=None):
         if signature_header:
+            if not self._header_name.match(signature_header):
+                # CR/LF would split the request's headers: a configuration error, never network trouble.
+                raise ConfigError("signature_header: %r is not an HTTP header name; use letters, digits and - "
+                                  "only, without spaces or line breaks (e.g. X-Signature-256)" % (signature_header,))
             self.signature_header = signature_header
 
     def content(self, notification):

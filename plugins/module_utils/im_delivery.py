@@ -30,6 +30,8 @@ from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import
     redact_url,
     scrub,
 )
+from ansible_collections.fleetops.health.plugins.module_utils.redaction import url_secrets
+from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
 from ansible_collections.fleetops.health.plugins.module_utils.state_file import (
     StateDirError,
     atomic_write_json,
@@ -115,20 +117,32 @@ class Sender(object):
         self.sensitive = target.sensitive_strings()
 
     def attempt(self, payload):
-        url, body, headers = self.adapter.prepare(self.target, payload, self.clock())
+        url, sensitive = self.target.url, self.sensitive
         try:
+            url, body, headers = self.adapter.prepare(self.target, payload, self.clock())
+            # The signed URL carries this attempt's timestamp and sign: mask them too.
+            sensitive = sorted(set(self.sensitive) | url_secrets(url), key=len, reverse=True)
             status, answer_headers, answer = self.post(url, body, headers)
         except (socket.timeout, OSError, ValueError, UrlsConnectionError) as exc:
             # urllib's URLError is an OSError; its text can include the request URL on some paths.
             reason = getattr(exc, "reason", None) or exc
-            message = scrub("no answer: %s" % (reason,), self.sensitive)
+            message = scrub("no answer: %s" % (reason,), sensitive)
             if isinstance(reason, ssl.SSLCertVerificationError):
                 return Outcome(Outcome.PERMANENT, None, message,
                                hint="the server's TLS certificate was not trusted; install its CA on this host, "
                                     "or set validate_certs: false for a test endpoint")
             return Outcome(Outcome.RETRYABLE, None, message)
-        outcome = self.adapter.classify(status, answer_headers, answer)
-        outcome.message = scrub(outcome.message, self.sensitive)
+        except Exception as exc:  # pylint: disable=broad-except
+            # Whatever else breaks while sending must not lose the message: it is undelivered, so spooled.
+            return Outcome(Outcome.RETRYABLE, None, scrub("internal error while sending: %s: %s"
+                                                          % (type(exc).__name__, exc), sensitive), final=True)
+        try:
+            outcome = self.adapter.classify(status, answer_headers, answer)
+        except Exception as exc:  # pylint: disable=broad-except
+            # An answer we cannot read (a broken proxy, a platform change): keep the message for later.
+            outcome = Outcome(Outcome.RETRYABLE, status, "unreadable answer (HTTP %s): %s: %s"
+                              % (status, type(exc).__name__, exc), final=True)
+        outcome.message = scrub(outcome.message, sensitive)
         return outcome
 
     def send(self, payload):
@@ -136,15 +150,16 @@ class Sender(object):
         while True:
             log.attempts += 1
             log.outcome = self.attempt(payload)
-            if log.outcome.kind != Outcome.RETRYABLE or log.attempts > self.retries:
+            if log.outcome.kind != Outcome.RETRYABLE or log.outcome.final or log.attempts > self.retries:
                 return log
             delay = self.retry_delay * (2 ** (log.attempts - 1))
-            if log.outcome.retry_after is not None:
-                if log.outcome.retry_after > self.retry_max_delay:
-                    log.outcome.message += " (asked to wait %ds, more than retry_max_delay)" % log.outcome.retry_after
+            retry_after = log.outcome.retry_after
+            if retry_after is not None:
+                if retry_after > self.retry_max_delay:
+                    log.outcome.message += " (asked to wait %ds, more than retry_max_delay)" % retry_after
                     return log
-                delay = max(delay, log.outcome.retry_after)
-            delay = min(delay, self.retry_max_delay)
+                delay = max(delay, retry_after)
+            delay = max(0.0, min(delay, self.retry_max_delay))
             log.waits.append(delay)
             self.sleep(delay)
 
@@ -343,6 +358,8 @@ class Notifier(object):
         return False
 
     def _undelivered(self, result, payload, reason):
+        # The spool file outlives the task: no token, timestamp or sign may reach it.
+        reason = scrub(reason, self.sender.sensitive)
         if self.on_undelivered != "spool" or self.spool is None:
             raise UndeliveredError("%s: %s" % (self.target.label, reason))
         self.spool.put(self.target, payload, result["truncated"], reason)
@@ -358,11 +375,40 @@ def _with_repeat_note(notification, count):
     return noted
 
 
+# option: (minimum, maximum, integer, minimum excluded); documented in the module's options.
+SENDER_LIMITS = {
+    "timeout": (0, 600, False, True),
+    "retries": (0, 20, True, False),
+    "retry_delay": (0, 3600, False, False),
+    "retry_max_delay": (0, 86400, False, False),
+}
+
+
+def check_sender_numbers(**values):
+    """The sender's numbers checked against SENDER_LIMITS; raises ConfigError naming the option."""
+    checked = {}
+    for name, value in values.items():
+        minimum, maximum, integer, exclusive = SENDER_LIMITS[name]
+        try:
+            checked[name] = check_number(value, name, minimum, maximum, integer=integer, min_exclusive=exclusive)
+        except OptionError as exc:
+            raise ConfigError(str(exc))
+    return checked
+
+
 def notifier_for(platform, url, secret=None, chat_id=None, signature_header=None, timeout=10, retries=3,
                  retry_delay=1.0, retry_max_delay=60.0, validate_certs=True, spool_dir=None, on_undelivered="spool",
                  create_spool=True, spool_option="spool_dir"):
     """A Notifier for one target. With ``spool_dir`` the spool is checked (and created unless
-    ``create_spool`` is false, as in check mode) before anything is sent; without it nothing is spooled."""
+    ``create_spool`` is false, as in check mode) before anything is sent; without it nothing is spooled.
+
+    The numbers are checked against the ranges documented in the module (SENDER_LIMITS), so a bad value
+    fails before sending instead of being retried as network trouble.
+    """
+    numbers = check_sender_numbers(timeout=timeout, retries=retries, retry_delay=retry_delay,
+                                   retry_max_delay=retry_max_delay)
+    timeout, retries, retry_delay, retry_max_delay = (numbers[name] for name in
+                                                      ("timeout", "retries", "retry_delay", "retry_max_delay"))
     adapter = adapter_for(platform, signature_header)
     target = Target(platform, url, secret, chat_id)
     sender = Sender(adapter, target, timeout=timeout, retries=retries, retry_delay=retry_delay,

@@ -20,6 +20,7 @@ import time
 
 from ansible.module_utils.six.moves import http_client
 from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit
+from ansible_collections.fleetops.health.plugins.module_utils.redaction import mask_text
 
 try:
     import resource
@@ -43,6 +44,13 @@ DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
 # Sockets the process needs besides the probes themselves (stdio, the loop, the resolver threads).
 FD_HEADROOM = 64
 REDIRECT_CODES = (301, 302, 303, 307, 308)
+# aiohttp >= 3.10 names a redirect to file:// or a malformed Location; older versions raise other errors.
+_AIOHTTP_REDIRECT_ERRORS = tuple(getattr(aiohttp, name) for name in (
+    "NonHttpUrlRedirectClientError", "InvalidUrlRedirectClientError") if aiohttp is not None and hasattr(aiohttp, name))
+
+
+class UnsupportedRedirect(http_client.HTTPException):
+    """The endpoint redirected to a location that is not http(s): a bad answer, not a refused connection."""
 
 
 def choose_engine(requested):
@@ -142,6 +150,8 @@ def classify_error(exc):
                         current.__cause__, current.__context__])
     if aiohttp is not None and isinstance(exc, aiohttp.TooManyRedirects):
         return "status", "more than %d redirects" % MAX_REDIRECTS
+    if _AIOHTTP_REDIRECT_ERRORS and isinstance(exc, _AIOHTTP_REDIRECT_ERRORS):
+        return "status", "invalid HTTP answer: redirect to %s, which is not an http(s) URL" % (exc,)
     # Resets, unreachable networks and servers that hang up before answering: no usable connection.
     return "refused", "connection failed: %s" % (exc or type(exc).__name__)
 
@@ -305,7 +315,8 @@ class ProbeEngine(object):
             kind, message = classify_error(exc)
             if kind == "timeout":
                 message = "timed out after %.3gs" % timeout
-            return make_result(target, error_kind=kind, error=message)
+            # Client errors may quote the URL: its userinfo and tokens stay out of the results.
+            return make_result(target, error_kind=kind, error=mask_text(message))
         latency_ms = round((time.monotonic() - started) * 1000.0, 1)
         days_left = cert_days_left(der) if der else None
         if target.kind == "url":
@@ -373,6 +384,8 @@ class ProbeEngine(object):
                 location = response.getheader("Location")
                 if options["follow_redirects"] and response.status in REDIRECT_CODES and location:
                     url = urljoin(url, location)
+                    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+                        raise UnsupportedRedirect("redirect to %s, which is not an http(s) URL" % url)
                     if response.status == 303 or (response.status in (301, 302) and method == "POST"):
                         method, body = "GET", None
                     continue

@@ -5,11 +5,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
+from ansible_collections.fleetops.health.plugins.module_utils.redaction import mask_url, url_secrets
+from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
 
 # Per-target options. No spec defaults here: a value a target leaves unset must fall through to
 # ``defaults`` first, and only then to BUILTIN_DEFAULTS.
@@ -51,6 +55,16 @@ CERT_OPTIONS = ("validate_certs", "ca_path", "cert_min_days")
 # Header values under these names are credentials: the module hides them from its output.
 SECRET_HEADER_NAMES = frozenset(("authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token"))
 
+# option: (minimum, maximum, integer, minimum excluded), as documented in the probe module.
+NUMBER_LIMITS = {
+    "timeout": (0, 3600, False, True),
+    "retries": (0, 10, True, False),
+    "cert_min_days": (0, 3650, False, False),
+}
+# RFC 9110 token: what a method and a header name may be made of (no spaces, no CR/LF).
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
 
 class TargetError(ValueError):
     """A target (or the defaults) is invalid; the message names it and says what to fix."""
@@ -74,8 +88,11 @@ class ProbeTarget(object):
 
     @property
     def endpoint(self):
-        """What the target points at; a changed endpoint restarts its threshold counts."""
-        return self.url if self.kind == "url" else "%s:%s:%d" % (self.kind, self.host, self.port)
+        """What the target points at; a changed endpoint restarts its threshold counts.
+
+        The URL's credentials are masked: the endpoint is written to the state file.
+        """
+        return mask_url(self.url) if self.kind == "url" else "%s:%s:%d" % (self.kind, self.host, self.port)
 
     @property
     def uses_tls(self):
@@ -136,16 +153,77 @@ def split_host_port(value, name, kind):
 
 
 def split_url(url, name):
+    """Host and port of ``url``; errors quote the URL with its credentials masked."""
+    shown = mask_url(url)
+    if _CONTROL.search(url) or " " in url:
+        raise TargetError("target %r: url %r holds spaces or control characters; percent-encode them" % (name, shown))
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise TargetError("target %r: url %r must start with http:// or https://" % (name, url))
+        raise TargetError("target %r: url %r must start with http:// or https://" % (name, shown))
     if not parts.hostname:
-        raise TargetError("target %r: url %r has no host" % (name, url))
+        raise TargetError("target %r: url %r has no host" % (name, shown))
     try:
         port = parts.port
     except ValueError:
-        raise TargetError("target %r: url %r has an invalid port" % (name, url))
+        raise TargetError("target %r: url %r has an invalid port; use 1-65535" % (name, shown))
+    if port is not None and not 0 < port < 65536:
+        # The same rule as tcp and tls targets: port 0 is nobody's service.
+        raise TargetError("target %r: url %r has port %d outside 1-65535" % (name, shown, port))
     return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def check_target_options(name, options):
+    """Reject option values that are configuration mistakes, so they never look like a failing endpoint.
+
+    Both HTTP engines then see the same, valid request: header values become strings, and CR/LF in a
+    method, header name or value, an unreadable ca_path or a NaN timeout fail the task instead.
+    Returns the options with numbers and headers normalised.
+    """
+    options = dict(options)
+    for option, (minimum, maximum, integer, exclusive) in NUMBER_LIMITS.items():
+        try:
+            options[option] = check_number(options[option], "target %r: %s" % (name, option), minimum, maximum,
+                                           integer=integer, min_exclusive=exclusive, allow_none=option == "cert_min_days")
+        except OptionError as exc:
+            raise TargetError(str(exc))
+    method = options["method"]
+    if not _TOKEN.match(method or ""):
+        raise TargetError("target %r: method %r is not an HTTP method (letters only, e.g. GET, HEAD, POST)"
+                          % (name, method))
+    headers = {}
+    for key, value in (options["headers"] or {}).items():
+        key = str(key)
+        if not _TOKEN.match(key):
+            raise TargetError("target %r: header name %r is not valid (no spaces, colons or line breaks)" % (name, key))
+        if isinstance(value, (dict, list, tuple)) or value is None:
+            raise TargetError("target %r: header %s must be a string or a number, got %s"
+                              % (name, key, "null" if value is None else type(value).__name__))
+        # Numbers and booleans become text the same way on both engines (aiohttp refuses non-strings).
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        if _CONTROL.search(text):
+            raise TargetError("target %r: header %s holds a line break or control character; remove it"
+                              % (name, key))
+        headers[key] = text
+    options["headers"] = headers
+    ca_path = options["ca_path"]
+    if ca_path is not None:
+        if not os.path.isfile(ca_path) or not os.access(ca_path, os.R_OK):
+            raise TargetError("target %r: ca_path %s is not a readable file; give the PEM file of the CA "
+                              "certificates" % (name, ca_path))
+        try:
+            ssl.create_default_context(cafile=ca_path)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise TargetError("target %r: ca_path %s holds no usable PEM certificate (%s)" % (name, ca_path, exc))
+    return options
+
+
+def target_url_secrets(raw_targets, raw_defaults=None):
+    """Credentials in the targets' URLs (userinfo, token=...), for no_log, before anything is validated."""
+    found = set()
+    for raw in raw_targets or []:
+        if isinstance(raw, dict) and isinstance(raw.get("url"), str):
+            found.update(url_secrets(raw["url"]))
+    return found
 
 
 def build_targets(raw_targets, raw_defaults=None):
@@ -180,17 +258,13 @@ def build_targets(raw_targets, raw_defaults=None):
         kind = kinds[0]
         explicit = dict((key, value) for key, value in validated.items() if key in PER_TARGET_SPEC and value is not None)
         _reject_inapplicable(name, kind, validated.get("url"), explicit)
-        options = dict(defaults, **explicit)
+        options = check_target_options(name, dict(defaults, **explicit))
         if kind == "url":
             host, port = split_url(validated["url"], name)
             target = ProbeTarget(name, kind, host, port, validated["url"], options)
         else:
             host, port = split_host_port(validated[kind], name, kind)
             target = ProbeTarget(name, kind, host, port, None, options)
-        if options["timeout"] <= 0:
-            raise TargetError("target %r: timeout must be above 0 seconds" % name)
-        if options["retries"] < 0:
-            raise TargetError("target %r: retries cannot be negative" % name)
         secrets.update(str(value) for key, value in (options["headers"] or {}).items()
                        if str(key).lower() in SECRET_HEADER_NAMES and value)
         targets.append(target)

@@ -21,6 +21,7 @@ from ansible_collections.fleetops.health.plugins.module_utils.state_file import 
     ensure_writable_dir,
     load_json_state,
 )
+from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
 
 STATE_FILE_NAME = "budgets.json"
 STATE_VERSION = 1
@@ -32,6 +33,9 @@ STATE_AFTER_RESULT = {"verified": "up", "failed_verify": "down"}
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _DURATION_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# The documented ranges: a window or backoff of at most a year, at most 1000 restarts in a window.
+MAX_DURATION = 365 * 86400
+MAX_RESTARTS = 1000
 
 
 class BudgetInputError(ValueError):
@@ -52,7 +56,17 @@ def parse_duration(value, option_name):
         seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
     if seconds < 0:
         raise BudgetInputError("%s: %r is negative; use 0 or more seconds" % (option_name, value))
-    return seconds
+    try:
+        # A 400-digit window is infinite as a float: refuse it here, not with an OverflowError later.
+        return check_number(seconds, option_name, 0, MAX_DURATION)
+    except OptionError:
+        raise BudgetInputError("%s: %s is longer than the longest allowed, 365d (%d seconds)"
+                               % (option_name, _shorten(value), MAX_DURATION))
+
+
+def _shorten(value, limit=40):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class Policy(object):
@@ -72,6 +86,9 @@ class Policy(object):
             raise BudgetInputError("%s.max_restarts: %r is not a whole number" % (where, max_restarts))
         if max_restarts < 0:
             raise BudgetInputError("%s.max_restarts: %d is negative; use 0 (never restart) or more" % (where, max_restarts))
+        if max_restarts > MAX_RESTARTS:
+            raise BudgetInputError("%s.max_restarts: %s is more than %d; a budget that large never stops a restart loop"
+                                   % (where, _shorten(max_restarts), MAX_RESTARTS))
         window = parse_duration(window, where + ".window")
         if window <= 0:
             raise BudgetInputError("%s.window: must be longer than 0 seconds" % where)

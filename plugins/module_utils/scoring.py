@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number, check_order
+
 DEFAULT_THRESHOLDS = {
     "cpu": {"warn": 85, "crit": 95},
     "memory": {"warn": 85, "crit": 95},
@@ -15,6 +17,10 @@ DEFAULT_THRESHOLDS = {
     "swap": {"warn": 50, "crit": 80},
 }
 DEFAULT_WEIGHTS = {"cpu": 0.4, "memory": 0.3, "disk_io": 0.2, "network": 0.1}
+# The documented ranges: percent metrics 0-100, load per core 0-1000, each weight 0-100.
+THRESHOLD_MAXIMUM = {"load": 1000}
+PERCENT_MAXIMUM = 100
+WEIGHT_MAXIMUM = 100
 
 VERDICT_RANK = {"ok": 0, "warn": 1, "crit": 2}
 
@@ -24,13 +30,11 @@ def worst_verdict(verdicts):
     return max(verdicts, key=VERDICT_RANK.__getitem__, default="ok")
 
 
-def _number(value, name):
-    if isinstance(value, bool):
-        raise ValueError("%s must be a number, got %r" % (name, value))
+def _number(value, name, maximum):
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError("%s must be a number, got %r" % (name, value))
+        return float(check_number(value, name, 0, maximum))
+    except OptionError as exc:
+        raise ValueError(str(exc))
 
 
 def merge_thresholds(overrides):
@@ -44,9 +48,13 @@ def merge_thresholds(overrides):
         for level, value in levels.items():
             if level not in ("warn", "crit"):
                 raise ValueError("thresholds.%s: unknown level %r; use warn or crit" % (metric, level))
-            merged[metric][level] = _number(value, "thresholds.%s.%s" % (metric, level))
-        if merged[metric]["warn"] > merged[metric]["crit"]:
-            raise ValueError("thresholds.%s: warn (%s) is above crit (%s)" % (metric, merged[metric]["warn"], merged[metric]["crit"]))
+            merged[metric][level] = _number(value, "thresholds.%s.%s" % (metric, level),
+                                            THRESHOLD_MAXIMUM.get(metric, PERCENT_MAXIMUM))
+        try:
+            check_order(merged[metric]["warn"], merged[metric]["crit"], "thresholds.%s.warn" % metric,
+                        "thresholds.%s.crit" % metric)
+        except OptionError as exc:
+            raise ValueError(str(exc))
     return merged
 
 
@@ -55,9 +63,7 @@ def merge_weights(overrides):
     for name, value in (overrides or {}).items():
         if name not in DEFAULT_WEIGHTS:
             raise ValueError("weights: unknown key %r; use one of %s" % (name, ", ".join(sorted(DEFAULT_WEIGHTS))))
-        merged[name] = _number(value, "weights.%s" % name)
-        if merged[name] < 0:
-            raise ValueError("weights.%s must not be negative, got %s" % (name, value))
+        merged[name] = _number(value, "weights.%s" % name, WEIGHT_MAXIMUM)
     if not any(merged.values()):
         raise ValueError("weights: at least one weight must be above 0")
     return merged

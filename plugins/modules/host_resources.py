@@ -39,7 +39,7 @@ attributes:
 options:
   window:
     description:
-      - Seconds between the two samples that CPU, I/O, network and per-process CPU rates need.
+      - Seconds between the two samples that CPU, I/O, network and per-process CPU rates need, 0 to 300.
       - C(0) skips every rate; those keys are then C(null).
     type: float
     default: 0.2
@@ -51,13 +51,13 @@ options:
     choices: [cpu, load, memory, swap, disk, io, network, connections, processes, cgroup, units]
     default: [cpu, load, memory, swap, disk, io, network, processes, cgroup, units]
   top:
-    description: Number of processes in each top list (by CPU and by memory).
+    description: Number of processes in each top list (by CPU and by memory), 0 to 100.
     type: int
     default: 5
   mount_timeout:
     description:
-      - Seconds to wait for statvfs on the mounts. All mounts are measured in parallel against one
-        deadline, so the disk section costs at most this long even with several hung mounts.
+      - Seconds to wait for statvfs on the mounts, above 0 and at most 300. All mounts are measured in
+        parallel against one deadline, so the disk section costs at most this long even with several hung mounts.
     type: float
     default: 2.0
   exclude_fstypes:
@@ -73,12 +73,15 @@ options:
         (also applied to cgroup memory against its limit), C(disk), C(inodes), C(swap) and C(iowait)
         in percent, and C(load) as the 5-minute load average per core.
       - Defaults are cpu 85/95, memory 85/95, disk 85/95, inodes 85/95, load 1.5/3, iowait 20/40, swap 50/80.
+      - Percent levels are 0 to 100, load levels 0 to 1000; C(warn) must be below C(crit). NaN, infinity and
+        other values fail the task naming the key.
     type: dict
     default: {}
   weights:
     description:
       - Weights of the load score, merged over the defaults C(cpu=0.4), C(memory=0.3), C(disk_io=0.2),
         C(network=0.1). A part that was not measured drops out and the others are rescaled.
+      - Each weight is 0 to 100 and at least one must be above 0.
     type: dict
     default: {}
 """
@@ -221,6 +224,14 @@ from ansible_collections.fleetops.health.plugins.module_utils.collectors import 
     HostResources,
 )
 from ansible_collections.fleetops.health.plugins.module_utils.mounts import DEFAULT_EXCLUDE_FSTYPES
+from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
+
+# option: (minimum, maximum, integer, minimum excluded), as documented above.
+NUMBER_LIMITS = {
+    "window": (0, 300, False, False),
+    "top": (0, 100, True, False),
+    "mount_timeout": (0, 300, False, True),
+}
 
 
 def main():
@@ -239,6 +250,12 @@ def main():
     if PSUTIL_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("psutil") + " On Debian/Ubuntu install the python3-psutil package.",
                          exception=PSUTIL_IMPORT_ERROR)
+    try:
+        for option, (minimum, maximum, integer, exclusive) in NUMBER_LIMITS.items():
+            module.params[option] = check_number(module.params[option], option, minimum, maximum,
+                                                 integer=integer, min_exclusive=exclusive)
+    except OptionError as exc:
+        module.fail_json(msg="host_resources: %s" % exc)
     try:
         collector = HostResources(
             window=module.params["window"],

@@ -62,7 +62,9 @@ options:
       - When unset, requests are signed exactly when O(secret) is given.
     type: bool
   signature_header:
-    description: The header that carries C(sha256=<hex>) for O(platform=webhook).
+    description:
+      - The header that carries C(sha256=<hex>) for O(platform=webhook).
+      - An HTTP header name (letters, digits and C(-)); spaces and line breaks fail the task.
     type: str
     default: X-Signature-256
   chat_id:
@@ -107,21 +109,23 @@ options:
         elements: str
         default: []
   timeout:
-    description: Seconds to wait for each HTTP answer.
+    description: Seconds to wait for each HTTP answer, above 0 and at most 600.
     type: float
     default: 10
   retries:
-    description: How many times to retry a retryable failure (so at most O(retries) + 1 requests).
+    description: How many times to retry a retryable failure (so at most O(retries) + 1 requests), 0 to 20.
     type: int
     default: 3
   retry_delay:
-    description: The first backoff in seconds; it doubles with each retry.
+    description: The first backoff in seconds, 0 to 3600; it doubles with each retry.
     type: float
     default: 1
   retry_max_delay:
     description:
-      - The longest wait between two attempts. When the platform asks for a longer one (Retry-After), the
-        module stops retrying and spools instead of blocking the play.
+      - The longest wait between two attempts, 0 to 86400 seconds. When the platform asks for a longer one
+        (Retry-After, Telegram's C(retry_after)), the module stops retrying and spools instead of blocking the play.
+      - A platform's wait is read defensively; an unreadable one is ignored and an absurd one (C(1e999)) is
+        treated as longer than this.
     type: float
     default: 60
   validate_certs:
@@ -154,12 +158,16 @@ options:
         after the window says how many repeats were suppressed.
     type: str
   dedupe_window:
-    description: Seconds during which repeats of O(dedupe_key) are suppressed.
+    description: Seconds during which repeats of O(dedupe_key) are suppressed, 0 to 2592000 (30 days).
     type: int
     default: 300
 notes:
   - The HTTP client is Ansible's own C(open_url), so no extra Python library is needed on the managed host.
-  - O(url) and O(secret) are C(no_log). Their token parts are also masked in every message the module returns.
+  - O(url) and O(secret) are C(no_log). Their token parts (path tokens, C(key=), C(token=), C(access_token=) and
+    other credential-like query values, however short) are also masked in every message the module returns and
+    in the spool, as are the C(timestamp) and C(sign) that signing adds.
+  - Any error while sending (an unreadable answer, an internal error) leaves the message undelivered, so it is
+    spooled with O(on_undelivered=spool) and reported in a warning.
 seealso:
   - name: IM notification guide
     description: Platforms, limits, spool layout and the matching callback plugin.
@@ -279,13 +287,20 @@ from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import
 )
 from ansible_collections.fleetops.health.plugins.module_utils.im_delivery import DeliveryError, notifier_for
 from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError
+from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
+
+MAX_DEDUPE_WINDOW = 30 * 86400
 
 
 def build_notifier(params, warnings, check_mode):
-    """Validate the options and wire adapter, target, sender, spool and dedupe together."""
-    for name in ("retries", "dedupe_window"):
-        if params[name] < 0:
-            raise ConfigError("%s: must be 0 or more, got %d" % (name, params[name]))
+    """Validate the options and wire adapter, target, sender, spool and dedupe together.
+
+    timeout, retries, retry_delay and retry_max_delay are checked by notifier_for, shared with the callback.
+    """
+    try:
+        check_number(params["dedupe_window"], "dedupe_window", 0, MAX_DEDUPE_WINDOW, integer=True)
+    except OptionError as exc:
+        raise ConfigError(str(exc))
     if params["msg"] is None and not params["flush_spool"]:
         raise ConfigError("msg: required unless flush_spool is true")
     needs_spool = params["on_undelivered"] == "spool" or params["flush_spool"] or params["dedupe_key"]

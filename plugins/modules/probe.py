@@ -40,6 +40,9 @@ notes:
     is bookkeeping.
   - Header values named Authorization, Proxy-Authorization, Cookie, X-Api-Key or X-Auth-Token are hidden
     from the output.
+  - Configuration mistakes (a missing O(targets[].ca_path), CR/LF in a header or method, port 0, NaN or
+    out-of-range numbers) fail the task with a message naming the target; they never count as a failing
+    endpoint, so they cannot push a healthy target C(down).
 options:
   targets:
     description:
@@ -56,7 +59,10 @@ options:
         type: str
         required: true
       url:
-        description: An C(http://) or C(https://) URL to request.
+        description:
+          - An C(http://) or C(https://) URL to request; its port, when given, is 1-65535.
+          - Credentials in it (C(user:password@), C(token=), C(key=), C(sig=) and other credential-like query
+            values) are masked in the results, in errors, in O(state_file) and in the module's invocation.
         type: str
       tcp:
         description: C(host:port) (or C([v6addr]:port)) to connect to; the connection is closed at once.
@@ -65,10 +71,12 @@ options:
         description: C(host:port) to connect to with a TLS handshake, reporting the certificate's days left.
         type: str
       method:
-        description: HTTP method. Default C(GET).
+        description: HTTP method, a single word such as C(GET) or C(HEAD). Default C(GET).
         type: str
       headers:
-        description: HTTP request headers.
+        description:
+          - HTTP request headers. Numbers and booleans are sent as text (C(5), C(true)) by both engines.
+          - A line break or control character in a name or value fails the task.
         type: dict
       body:
         description: HTTP request body.
@@ -82,19 +90,22 @@ options:
         description: A regular expression the response body (its first MiB) must match.
         type: str
       timeout:
-        description: Seconds for one attempt. Default V(5).
+        description: Seconds for one attempt, above 0 and at most 3600. Default V(5).
         type: float
       retries:
-        description: Extra attempts after a failed one, made at once. Default V(0).
+        description: Extra attempts after a failed one, made at once, 0 to 10. Default V(0).
         type: int
       validate_certs:
         description: Verify the certificate chain and host name. Default V(true).
         type: bool
       ca_path:
-        description: A PEM file of CA certificates to verify against instead of the system store.
+        description:
+          - A PEM file of CA certificates to verify against instead of the system store.
+          - A missing or unreadable file fails the task; it is a configuration error, not a failing endpoint.
         type: path
       cert_min_days:
-        description: Fail the target (error_kind C(tls)) when its certificate expires in fewer days than this.
+        description:
+          - Fail the target (error_kind C(tls)) when its certificate expires in fewer days than this, 0 to 3650.
         type: float
       follow_redirects:
         description: Follow up to 10 redirects and judge the final answer. Default V(true).
@@ -107,13 +118,14 @@ options:
     default: {}
   concurrency:
     description:
-      - How many probes run at once. The soft open-file limit is raised to fit when the hard limit allows;
-        otherwise concurrency is lowered with a warning.
+      - How many probes run at once, 1 to 10000. The soft open-file limit is raised to fit when the hard
+        limit allows; otherwise concurrency is lowered with a warning.
     type: int
     default: 200
   deadline:
     description:
-      - Seconds the whole call may take. Targets not finished by then get C(error_kind=timeout).
+      - Seconds the whole call may take, above 0 and at most 86400. Targets not finished by then get
+        C(error_kind=timeout).
       - Name lookups run in threads that cannot be interrupted, so a resolver that hangs may keep the
         module process alive up to the system resolver's own timeout after the results are final.
     type: float
@@ -132,11 +144,11 @@ options:
       - Without it, a target's state is simply its result of this run and there are no transitions.
     type: path
   healthy_threshold:
-    description: Consecutive good runs that bring a C(down) target back C(up) (transition C(recovered)).
+    description: Consecutive good runs that bring a C(down) target back C(up) (transition C(recovered)), 1 to 1000.
     type: int
     default: 2
   unhealthy_threshold:
-    description: Consecutive failed runs that mark an C(up) target C(down) (transition C(failed)).
+    description: Consecutive failed runs that mark an C(up) target C(down) (transition C(failed)), 1 to 1000.
     type: int
     default: 3
   fail_on_down:
@@ -290,8 +302,18 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.fleetops.health.plugins.module_utils.probe_engine import (
     AIOHTTP_IMPORT_ERROR, ProbeEngine, summarize)
 from ansible_collections.fleetops.health.plugins.module_utils.probe_state import ProbeStateStore, apply_without_state
-from ansible_collections.fleetops.health.plugins.module_utils.probe_targets import TargetError, build_targets
+from ansible_collections.fleetops.health.plugins.module_utils.probe_targets import (
+    TargetError, build_targets, target_url_secrets)
 from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError, ensure_writable_dir
+from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
+
+# option: (minimum, maximum, integer, minimum excluded), as documented above.
+NUMBER_LIMITS = {
+    "concurrency": (1, 10000, True, False),
+    "deadline": (0, 86400, False, True),
+    "healthy_threshold": (1, 1000, True, False),
+    "unhealthy_threshold": (1, 1000, True, False),
+}
 
 
 def run_probes(module):
@@ -336,16 +358,22 @@ def main():
         ),
         supports_check_mode=True,
     )
-    for option in ("concurrency", "deadline", "healthy_threshold", "unhealthy_threshold"):
-        if module.params[option] <= 0:
-            module.fail_json(msg="%s must be above 0 (got %s)" % (option, module.params[option]))
+    # URL credentials are masked in everything the module returns, the invocation included, before any
+    # validation error can quote them.
+    module.no_log_values.update(target_url_secrets(module.params["targets"]))
+    try:
+        for option, (minimum, maximum, integer, exclusive) in NUMBER_LIMITS.items():
+            module.params[option] = check_number(module.params[option], option, minimum, maximum,
+                                                 integer=integer, min_exclusive=exclusive)
+    except OptionError as exc:
+        module.fail_json(msg="probe: %s" % exc)
     if module.params["http_engine"] == "aiohttp" and AIOHTTP_IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib("aiohttp (Debian package python3-aiohttp)"),
                          exception=str(AIOHTTP_IMPORT_ERROR))
     try:
         facts = run_probes(module)
     except (TargetError, StateDirError) as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg="probe: %s" % exc)
     down = [result["name"] for result in facts["results"] if result["state"] == "down"]
     if module.params["fail_on_down"] and down:
         module.fail_json(msg="targets down: %s" % ", ".join(down), ansible_facts=dict(fleet_probes=facts))

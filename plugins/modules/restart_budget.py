@@ -48,16 +48,18 @@ options:
         type: str
         required: true
       max_restarts:
-        description: Restarts allowed inside O(services[].window). Defaults to O(max_restarts).
+        description: Restarts allowed inside O(services[].window), 0 to 1000. Defaults to O(max_restarts).
         type: int
       window:
         description:
-          - The sliding window of the budget, in seconds or as a number with C(s), C(m), C(h) or C(d).
+          - The sliding window of the budget, in seconds or as a number with C(s), C(m), C(h) or C(d); above 0
+            and at most C(365d).
           - Defaults to O(window).
         type: str
       backoff:
         description:
-          - The least time between two attempts, in seconds or as a number with C(s), C(m), C(h) or C(d).
+          - The least time between two attempts, in seconds or as a number with C(s), C(m), C(h) or C(d); 0 to
+            C(365d).
           - Defaults to O(backoff).
         type: str
       result:
@@ -72,15 +74,15 @@ options:
         type: str
         choices: [up, down]
   max_restarts:
-    description: The budget for services that do not set O(services[].max_restarts). C(0) means never restart.
+    description: The budget for services that do not set O(services[].max_restarts), 0 to 1000. C(0) means never restart.
     type: int
     default: 3
   window:
-    description: The window for services that do not set O(services[].window).
+    description: The window for services that do not set O(services[].window); above 0 and at most C(365d).
     type: str
     default: 1h
   backoff:
-    description: The backoff for services that do not set O(services[].backoff).
+    description: The backoff for services that do not set O(services[].backoff); 0 to C(365d).
     type: str
     default: 1m
   state_dir:

@@ -28,12 +28,14 @@ options:
     type: str
     required: true
   scores:
-    description: One load score (0-100) per host of the group; null for a host that did not report one.
+    description:
+      - One load score (0 to 100) per host of the group; null for a host that did not report one.
+      - A score outside 0-100, NaN or infinity fails the task naming its position.
     type: list
     elements: raw
     required: true
   current:
-    description: The group's size now (instances, active hosts or replicas).
+    description: The group's size now (instances, active hosts or replicas), 0 to 1000.
     type: int
     required: true
   provider:
@@ -42,35 +44,38 @@ options:
     choices: [systemd_instances, standby_pool, kubernetes]
     required: true
   scale_out_above:
-    description: Average score above which a run counts toward scaling out.
+    description: Average score above which a run counts toward scaling out, 0 to 100.
     type: float
     default: 80
   scale_in_below:
-    description: Average score below which a run counts toward scaling in. Lower than O(scale_out_above).
+    description: Average score below which a run counts toward scaling in, 0 to 100. Lower than O(scale_out_above).
     type: float
     default: 20
   consecutive:
-    description: Runs in a row the average must stay beyond a threshold before the group is scaled.
+    description: Runs in a row the average must stay beyond a threshold before the group is scaled, 1 to 1000.
     type: int
     default: 3
   step:
-    description: Instances, hosts or replicas added or removed at once.
+    description: Instances, hosts or replicas added or removed at once, 1 to 1000.
     type: int
     default: 1
   min_count:
-    description: The smallest size.
+    description: The smallest size, 0 to 1000.
     type: int
     default: 1
   max_count:
-    description: The largest size.
+    description:
+      - The largest size, 0 to 1000. The plan lists one unit per instance, so the range keeps the result small.
     type: int
     default: 4
   cooldown_out:
-    description: Seconds after any scaling before the next scale-out.
+    description: Seconds after any scaling before the next scale-out, 0 to 31536000 (a year).
     type: float
     default: 300
   cooldown_in:
-    description: Seconds after any scaling before the next scale-in; longer than O(cooldown_out) to avoid flapping.
+    description:
+      - Seconds after any scaling before the next scale-in, 0 to 31536000 (a year); longer than O(cooldown_out) to
+        avoid flapping.
     type: float
     default: 1800
   unit_template:
@@ -91,7 +96,7 @@ options:
     type: dict
     default: {}
   state_file:
-    description: Where the streaks and the last scaling are kept.
+    description: Where the streaks and the last scaling are kept; an absolute path.
     type: path
     default: /var/lib/fleetops/scale/state.json
 extends_documentation_fragment:
@@ -201,9 +206,36 @@ from ansible_collections.fleetops.health.plugins.module_utils.state_file import 
     ensure_writable_dir,
     load_json_state,
 )
+from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
 
 POLICY_KEYS = ("scale_out_above", "scale_in_below", "consecutive", "step", "min_count", "max_count",
                "cooldown_out", "cooldown_in")
+MAX_COUNT = 1000
+YEAR = 365 * 86400
+# option: (minimum, maximum, integer), as documented above.
+NUMBER_LIMITS = {
+    "current": (0, MAX_COUNT, True),
+    "scale_out_above": (0, 100, False),
+    "scale_in_below": (0, 100, False),
+    "consecutive": (1, 1000, True),
+    "step": (1, MAX_COUNT, True),
+    "min_count": (0, MAX_COUNT, True),
+    "max_count": (0, MAX_COUNT, True),
+    "cooldown_out": (0, YEAR, False),
+    "cooldown_in": (0, YEAR, False),
+}
+
+
+def check_inputs(params):
+    """The scores and numbers within their documented ranges, and an absolute state_file."""
+    for option, (minimum, maximum, integer) in NUMBER_LIMITS.items():
+        params[option] = check_number(params[option], option, minimum, maximum, integer=integer)
+    scores = [None if score in (None, "") else check_number(score, "scores[%d]" % index, 0, 100)
+              for index, score in enumerate(params["scores"])]
+    if not os.path.isabs(params["state_file"]):
+        raise OptionError("state_file: %r is a relative path; give an absolute one such as "
+                          "/var/lib/fleetops/scale/state.json" % params["state_file"])
+    return scores
 
 
 def main():
@@ -232,9 +264,9 @@ def main():
     params = module.params
     path = params["state_file"]
     try:
-        scores = [None if score in (None, "") else float(score) for score in params["scores"]]
-    except (TypeError, ValueError):
-        module.fail_json(msg="scale_decision: scores must be numbers or null; got %r" % (params["scores"],))
+        scores = check_inputs(params)
+    except OptionError as exc:
+        module.fail_json(msg="scale_decision: %s" % exc)
     try:
         policy = ScalePolicy(**dict((key, params[key]) for key in POLICY_KEYS))
         if not module.check_mode:

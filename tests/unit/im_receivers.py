@@ -187,10 +187,13 @@ class IMReceiver(object):
     def fail_next(self, *names):
         """Answer the next requests with these canned errors (see ``canned_answers``), then normally.
 
-        ``"slow:<seconds>"`` delays the answer instead, to provoke client timeouts.
+        ``"slow:<seconds>"`` delays the answer instead, to provoke client timeouts. A tuple
+        ``(status, headers, body_bytes)`` is sent as it is (answers no platform should send).
         """
         known = canned_answers(self.platform, self.retry_after)
         for name in names:
+            if isinstance(name, tuple):
+                continue  # a raw (status, headers, body) answer, for hostile-answer tests
             if name not in known and not name.startswith("slow:"):
                 raise ValueError("%s has no canned answer %r; known: %s" % (self.platform, name, ", ".join(sorted(known))))
         with self._lock:
@@ -236,6 +239,9 @@ class IMReceiver(object):
         with self._lock:
             self.requests.append(record)
             scripted = self._script.pop(0) if self._script else None
+        if isinstance(scripted, tuple):
+            self._reject(record, "raw", "scripted", scripted[0])
+            return scripted
         if scripted and scripted.startswith("slow:"):
             time.sleep(float(scripted.split(":", 1)[1]))
             scripted = None

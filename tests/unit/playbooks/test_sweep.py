@@ -24,15 +24,17 @@ all:
     ansible_connection: local
     ansible_python_interpreter: %(python)s
     fleet_window: 0.1
-    # Levels no value can reach, so the verdicts do not depend on how busy the test machine is.
+    # No cpu (a busy test machine reaches 100%%) and the highest levels allowed, so the verdicts do not
+    # depend on how busy the test machine is.
+    fleet_subset: [load, memory, swap, disk, io, network, processes, cgroup, units]
     fleet_thresholds: &calm
-      cpu: {warn: 1000, crit: 1001}
-      memory: {warn: 1000, crit: 1001}
-      disk: {warn: 1000, crit: 1001}
-      inodes: {warn: 1000, crit: 1001}
-      load: {warn: 1000, crit: 1001}
-      iowait: {warn: 1000, crit: 1001}
-      swap: {warn: 1000, crit: 1001}
+      cpu: {warn: 99.9, crit: 100}
+      memory: {warn: 99.9, crit: 100}
+      disk: {warn: 99.9, crit: 100}
+      inodes: {warn: 99.9, crit: 100}
+      load: {warn: 999, crit: 1000}
+      iowait: {warn: 99.9, crit: 100}
+      swap: {warn: 99.9, crit: 100}
   hosts:
     web-01: {}
     web-02: {}
@@ -116,7 +118,7 @@ def test_sweep_reports_every_host_and_does_not_fail_by_default(tmp_path):
     cache = [row for row in report["hosts"] if row["host"] == "cache-01"][0]
     assert "/nonexistent/python3" in cache["top_reason"] and cache["reachable"] is False
     web = [row for row in report["hosts"] if row["host"] == "web-01"][0]
-    assert web["facts"]["resources"]["window"] == 0.1 and web["cpu_percent"] is not None
+    assert web["facts"]["resources"]["window"] == 0.1 and web["memory_percent"] is not None
 
     html = (report_dir / "fleet-report.html").read_text()
     assert "http://" not in html and "https://" not in html  # self-contained: nothing to fetch
@@ -124,7 +126,7 @@ def test_sweep_reports_every_host_and_does_not_fail_by_default(tmp_path):
     assert sorted(row[1] for row in parser.rows) == ["cache-01", "db-01", "web-01", "web-02"]
     assert dict((host, verdict) for verdict, host in parser.rows) == verdicts
     assert parser.shown == "4 of 4 hosts shown"  # the inline script ran
-    assert dom.count('<svg class="bar"') == 3 * 3  # CPU/MEM/DISK bars for the three hosts with facts
+    assert dom.count('<svg class="bar"') == 3 * 2  # MEM/DISK bars for the three hosts with facts (no cpu)
 
 
 def test_fleet_fail_on_crit_fails_the_play_naming_hosts(tmp_path):
@@ -211,3 +213,65 @@ def test_sweep_probes_and_scans_logs_where_the_inventory_asks(tmp_path):
     proc, report_dir = sweep(tmp_path, inventory_text=text, report="second")
     web = [row for row in json.loads((report_dir / "fleet-report.json").read_text())["hosts"] if row["host"] == "web-01"][0]
     assert web["reasons"] == ["probe api down (refused)"]
+
+
+SECRETS_INVENTORY = """
+all:
+  vars:
+    ansible_connection: local
+    ansible_python_interpreter: %(python)s
+    fleet_subset: [memory]
+    fleet_window: 0
+  hosts:
+    auth-01:
+      fleet_log_paths: ["%(tmp)s/secure.log"]
+      fleet_log_rules:
+        - {name: login, keywords: ["login FAILED"], severity: critical}
+      fleet_log_state_dir: %(tmp)s/offsets-%(run)s
+      fleet_log_start_at: beginning
+      fleet_probe_targets:
+        - {name: api, url: "http://admin:S3cretPW@127.0.0.1:%(closed_port)s/health?token=sekritpw"}
+"""
+
+
+def _secrets_sweep(tmp_path, run, *extra):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]
+    log = tmp_path / "secure.log"
+    log.write_text("user bob password=Hunter2Secret login FAILED\n")
+    os.chmod(str(log), 0o600)
+    text = SECRETS_INVENTORY % {"python": "%(python)s", "tmp": tmp_path, "run": run, "closed_port": closed_port}
+    return sweep(tmp_path, *extra, inventory_text=text, report="report-%s" % run)
+
+
+def test_reports_are_private_by_default_and_mask_credentials(tmp_path):
+    proc, report_dir = _secrets_sweep(tmp_path, "default")
+    assert proc.returncode == 0, proc.stdout
+    assert oct(os.stat(str(report_dir)).st_mode & 0o777) == "0o700"
+    for name in ("fleet-report.json", "fleet-report.html"):
+        assert oct(os.stat(str(report_dir / name)).st_mode & 0o777) == "0o600", name
+    text = (report_dir / "fleet-report.json").read_text()
+    row = json.loads(text)["hosts"][0]
+    # the sample is kept (the file is private) but the credential in it is masked, as is the probe URL's
+    assert row["facts"]["logs"]["rules"]["login"]["samples"] == ["user bob password=******** login FAILED"]
+    for secret in ("Hunter2Secret", "S3cretPW", "sekritpw"):
+        assert secret not in text and secret not in proc.stdout, secret
+
+
+def test_report_mode_is_a_variable_and_log_samples_can_be_left_out(tmp_path):
+    proc, report_dir = _secrets_sweep(tmp_path, "shared", "-e", "fleet_report_mode=0640",
+                                      "-e", "fleet_report_dir_mode=0750", "-e", '{"fleet_report_log_samples": false}')
+    assert proc.returncode == 0, proc.stdout
+    assert oct(os.stat(str(report_dir)).st_mode & 0o777) == "0o750"
+    assert oct(os.stat(str(report_dir / "fleet-report.json")).st_mode & 0o777) == "0o640"
+    text = (report_dir / "fleet-report.json").read_text()
+    login = json.loads(text)["hosts"][0]["facts"]["logs"]["rules"]["login"]
+    assert login["count"] == 1 and "samples" not in login and "login FAILED" not in text
+
+
+def test_report_mode_must_be_a_quoted_octal_string(tmp_path):
+    proc, report_dir = _secrets_sweep(tmp_path, "badmode", "-e", '{"fleet_report_mode": 644}')
+    assert proc.returncode != 0
+    assert "fleet_report_mode and fleet_report_dir_mode must be quoted octal modes" in proc.stdout
+    assert not report_dir.exists()

@@ -21,7 +21,7 @@ from ansible_collections.fleetops.health.plugins.module_utils.probe_targets impo
     ([{"name": "web", "url": "http://h/", "expect_status": ["2xx"]}], "target 'web': expect_status item '2xx'"),
     ([{"name": "web", "url": "http://h/", "expect_status": ["399-200"]}], "runs backwards; write 200-399"),
     ([{"name": "web", "url": "http://h/", "body_regex": "("}], "target 'web': body_regex '(' does not compile"),
-    ([{"name": "web", "url": "http://h/", "timeout": 0}], "target 'web': timeout must be above 0"),
+    ([{"name": "web", "url": "http://h/", "timeout": 0}], "target 'web': timeout: must be a number above 0"),
     ([{"name": "web", "url": "http://h/", "timeout": "soon"}], "target 'web': argument 'timeout' is of type str"),
     (["http://h/"], "targets[0]: each target must be a dictionary"),
     ([], "targets: give at least one target"),

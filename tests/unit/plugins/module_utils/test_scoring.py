@@ -23,9 +23,9 @@ def test_partial_override_keeps_the_other_level():
 @pytest.mark.parametrize("overrides, message", [
     ({"gpu": {"warn": 1}}, "thresholds: unknown metric 'gpu'"),
     ({"cpu": {"high": 1}}, "thresholds.cpu: unknown level 'high'"),
-    ({"cpu": {"warn": "lots"}}, "thresholds.cpu.warn must be a number"),
-    ({"cpu": {"warn": True}}, "thresholds.cpu.warn must be a number"),
-    ({"cpu": {"warn": 99}}, "thresholds.cpu: warn (99.0) is above crit (95)"),
+    ({"cpu": {"warn": "lots"}}, "thresholds.cpu.warn: must be a number from 0 to 100"),
+    ({"cpu": {"warn": True}}, "thresholds.cpu.warn: must be a number from 0 to 100"),
+    ({"cpu": {"warn": 99}}, "thresholds.cpu.warn (99) must be below thresholds.cpu.crit (95)"),
     ({"cpu": 90}, "thresholds.cpu must be a dict"),
 ])
 def test_bad_thresholds_name_the_key(overrides, message):
@@ -36,7 +36,7 @@ def test_bad_thresholds_name_the_key(overrides, message):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"disk": 1}, "weights: unknown key 'disk'"),
-    ({"cpu": -1}, "weights.cpu must not be negative"),
+    ({"cpu": -1}, "weights.cpu: must be a number from 0 to 100, got -1"),
     ({"cpu": 0, "memory": 0, "disk_io": 0, "network": 0}, "at least one weight"),
 ])
 def test_bad_weights(overrides, message):

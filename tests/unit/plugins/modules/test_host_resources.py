@@ -73,9 +73,9 @@ def test_check_mode_runs_the_same(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     ({"subset": ["cpu", "gpu"]}, "value of subset must be one or more of"),
-    ({"window": -1}, "host_resources: window must be 0 or more seconds, got -1.0"),
+    ({"window": -1}, "host_resources: window: must be a number from 0 to 300, got -1.0"),
     ({"thresholds": {"disks": {"warn": 80}}}, "host_resources: thresholds: unknown metric 'disks'"),
-    ({"thresholds": {"disk": {"warn": 99}}}, "host_resources: thresholds.disk: warn (99.0) is above crit (95)"),
+    ({"thresholds": {"disk": {"warn": 99}}}, "host_resources: thresholds.disk.warn (99) must be below thresholds.disk.crit (95)"),
     ({"weights": {"io": 1}}, "host_resources: weights: unknown key 'io'"),
 ])
 def test_bad_input_fails_naming_the_key(tmp_path, args, message):

@@ -78,7 +78,7 @@ def test_permanent_error_fails_with_code_and_hint(capsys, tmp_path):
     ({"platform": "dingtalk", "sign": True}, "secret: required because sign is true"),
     ({"platform": "slack", "secret": "x"}, "secret: slack messages are not signed"),
     ({"platform": "wecom", "msg": None}, "msg: required unless flush_spool"),
-    ({"platform": "wecom", "retries": -1}, "retries: must be 0 or more"),
+    ({"platform": "wecom", "retries": -1}, "retries: must be a whole number from 0 to 20"),
     ({"platform": "msn"}, "platform"),
 ])
 def test_bad_input_fails_naming_the_option(capsys, tmp_path, args, needle):

@@ -142,7 +142,7 @@ def test_corrupt_state_file_warns_and_continues(playbook_run):
 
 def test_unknown_option_names_the_target(playbook_run):
     assert playbook_run["bad_target"]["failed"]
-    assert playbook_run["bad_target"]["msg"].startswith("target 'web': unknown option timout")
+    assert playbook_run["bad_target"]["msg"].startswith("probe: target 'web': unknown option timout")
 
 
 def test_fail_on_down_returns_facts_and_hides_credentials(playbook_run):
