@@ -310,3 +310,50 @@ def test_the_old_unversioned_scale_state_is_read_and_rewritten_with_a_version(ri
     saved = read_json(os.path.join(folder, "state.json"))
     assert saved["version"] == 1 and set(saved["groups"]) == {"k", "other"}
     assert saved["groups"]["other"]["high_streak"] == 1
+
+
+# log_scan: the offsets lock and rules that would lose lines.
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+sys.stdout.write("held\\n")
+sys.stdout.flush()
+time.sleep(60)
+"""
+
+
+def test_log_scan_waits_for_the_offsets_lock_then_names_who_holds_it(rig):
+    import subprocess
+    import sys
+    folder = os.path.join(rig.base, "offsets")
+    os.makedirs(folder, mode=0o700)
+    lock = os.path.join(folder, "offsets.lock")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, lock], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        args = dict(STORES["log_scan"][2](rig, folder, "k"), lock_timeout=0.5)
+        results = run_module_processes([task("real", "log_scan", args), task("check", "log_scan", args, check=True)])
+    finally:
+        holder.kill()
+        holder.wait()
+    for name in ("real", "check"):
+        assert results[name].get("failed"), results[name]
+        assert ("state_dir: waited 0.5s for the lock %s, held by pid %d" % (lock, holder.pid)) in results[name]["msg"]
+    assert sorted(os.listdir(folder)) == ["offsets.lock"]
+
+
+def test_log_scan_refuses_an_empty_rule_list_and_keeps_the_offsets(rig):
+    folder = os.path.join(rig.base, "offsets")
+    args = STORES["log_scan"][2](rig, folder, "k")
+    first = run_module_processes([task("first", "log_scan", args)])["first"]
+    assert first["ansible_facts"]["fleet_logs"]["rules"]["e"]["count"] == 2
+    with open(rig.log("k"), "a") as handle:
+        handle.write("E three\n")
+    before = tree_digest(folder)
+    empty = run_module_processes([task("empty", "log_scan", dict(args, rules=[]))])["empty"]
+    assert empty.get("failed") and empty["msg"].startswith("rules: give at least one rule"), empty
+    assert tree_digest(folder) == before
+    after = run_module_processes([task("after", "log_scan", args)])["after"]
+    assert after["ansible_facts"]["fleet_logs"]["rules"]["e"]["count"] == 1  # the line was not lost
