@@ -337,7 +337,11 @@ class StateDir(object):
         """Replace ``name`` atomically: a crash leaves the old or the new content, never a mix."""
         self._refuse_in_check_mode()
         tmp_name = ".%s.%d.%d.tmp" % (name, os.getpid(), time.time_ns())
-        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE, dir_fd=self.fd)
+        try:
+            fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE, dir_fd=self.fd)
+        except OSError as exc:
+            raise self.error("cannot write in %s (%s); free space or fix the folder's permissions",
+                             self.path, exc.strerror)
         try:
             try:
                 view = memoryview(data)
@@ -354,6 +358,9 @@ class StateDir(object):
                 pass
             if isinstance(exc, OSError) and exc.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
                 raise self.error("%s is a folder where a file should be; move it away", self.join(name))
+            if isinstance(exc, OSError):
+                raise self.error("cannot write %s (%s); free space or fix the folder's permissions",
+                                 self.join(name), exc.strerror or exc)
             raise
         os.fsync(self.fd)
 
@@ -372,7 +379,10 @@ class StateDir(object):
                 break
             number += 1
             aside = "%s.%d" % (base, number)
-        os.rename(name, aside, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        try:
+            os.rename(name, aside, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        except OSError as exc:
+            raise self.error("cannot move %s aside (%s); move it away by hand", self.join(name), exc.strerror)
         os.fsync(self.fd)
         return self.join(aside)
 

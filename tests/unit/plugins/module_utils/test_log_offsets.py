@@ -143,7 +143,7 @@ def test_a_failed_rename_keeps_the_previous_offsets(tmp_path, monkeypatch):
     with log_offsets.OffsetStore(str(tmp_path)) as store:
         store.files["1:2"]["offset"] = 99
         monkeypatch.setattr(os, "rename", crash)
-        with pytest.raises(OSError, match="simulated"):
+        with pytest.raises(state_file.StateDirError, match="^state_dir: cannot write .*offsets.json .*simulated"):
             store.save()
     monkeypatch.undo()
     with log_offsets.OffsetStore(str(tmp_path)) as store:
