@@ -33,13 +33,43 @@ from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import
 from ansible_collections.fleetops.health.plugins.module_utils.redaction import url_secrets
 from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
 from ansible_collections.fleetops.health.plugins.module_utils.state_file import (
+    LOCK_TIMEOUT,
+    StateDir,
     StateDirError,
-    atomic_write_json,
-    ensure_writable_dir,
-    load_json_state,
+    StateFile,
+    StateLockTimeout,
+    StateSchema,
+    boolean,
+    count,
+    map_of,
+    nullable,
+    number,
+    record,
+    text,
 )
 
 SPOOL_FORMAT_VERSION = 1
+DEDUPE_VERSION = 1
+SPOOL_ENTRY_SCHEMA = StateSchema(
+    SPOOL_FORMAT_VERSION,
+    record(required={"platform": text, "target": text, "payload": record()},
+           optional={"created": number, "target_label": text, "truncated": boolean, "reason": nullable(text)}),
+    empty=dict,
+)
+
+
+def _unversioned_ledger(document):
+    """Before version 1 the ledger was ``{"<target>/<key>": record}``."""
+    return {"keys": document}
+
+
+DEDUPE_SCHEMA = StateSchema(
+    DEDUPE_VERSION,
+    record(required={"keys": map_of(record(required={"sent": number},
+                                           optional={"window": number, "suppressed": count}))}),
+    empty=lambda: {"keys": {}},
+    migrate=_unversioned_ledger,
+)
 USER_AGENT = "fleetops.health-im_notify"
 
 
@@ -168,92 +198,153 @@ class Spool(object):
     """Undelivered messages, one JSON file each under ``<dir>/queue``, named so that sorting gives age.
 
     An entry keeps the platform, the target's fingerprint and redacted label, and the unsigned payload.
-    It never keeps the URL or the secret: the task that flushes supplies them again.
+    It never keeps the URL or the secret: the task that flushes supplies them again. Entries are written
+    atomically and need no lock (each has its own name); a flush holds ``<dir>/queue.lock`` so that two runs
+    never send one entry twice. An entry that cannot be read or has the wrong shape is moved aside
+    (``<name>.corrupt-<epoch>``) with a warning and never blocks the others.
     """
 
-    def __init__(self, directory, clock=time.time):
+    def __init__(self, directory, clock=time.time, check_mode=False, option_name="spool_dir", lock_timeout=LOCK_TIMEOUT):
         self.directory = directory
         self.queue_dir = os.path.join(directory, "queue")
         self.clock = clock
+        self.lock_timeout = lock_timeout
+        self.warnings = []
         self._sequence = 0
+        self._configure(option_name, check_mode)
+
+    def _configure(self, option_name, check_mode):
+        self.folder = StateDir(self.directory, option_name, check_mode)
+        self.queue = StateDir(self.queue_dir, option_name, check_mode)
 
     def ensure_writable(self, option_name="spool_dir", create=True):
-        """Fail before sending when the spool could not take a message. ``create=False`` is for check mode."""
-        if create:
-            ensure_writable_dir(self.directory, option_name, mode=0o700)
-            ensure_writable_dir(self.queue_dir, option_name, mode=0o700)
-            return
-        existing = self.directory
-        while not os.path.exists(existing) and os.path.dirname(existing) != existing:
-            existing = os.path.dirname(existing)
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise StateDirError("%s: %s is not writable by uid %d; choose a writable directory or fix its permissions"
-                                % (option_name, existing, os.geteuid()))
+        """Fail before sending when the spool could not take a message. ``create=False`` is for check mode:
+        nothing is created, but a spool the real run could not create or use fails the same way."""
+        if self.folder.option_name != option_name or self.folder.check_mode == create:
+            self.folder.close()
+            self.queue.close()
+            self._configure(option_name, check_mode=not create)
+        self.folder.open()
+        self.queue.open()
 
     def put(self, target, payload, truncated, reason):
+        self.folder.open()
+        self.queue.open()
         self._sequence += 1
         name = "%017d-%04d-%s.json" % (int(self.clock() * 1e6), self._sequence % 10000, uuid.uuid4().hex[:8])
-        atomic_write_json(os.path.join(self.queue_dir, name), {
-            "version": SPOOL_FORMAT_VERSION, "created": self.clock(), "platform": target.platform,
+        self.queue.write_json(name, SPOOL_ENTRY_SCHEMA.dump({
+            "created": self.clock(), "platform": target.platform,
             "target": target.identity, "target_label": target.label, "payload": payload,
             "truncated": bool(truncated), "reason": reason,
-        }, mode=0o600)
+        }))
         return name
 
     def names(self):
         try:
-            return sorted(n for n in os.listdir(self.queue_dir) if n.endswith(".json") and not n.startswith("."))
-        except OSError:
+            self.queue.open()
+            return sorted(n for n in self.queue.names() if n.endswith(".json") and not n.startswith("."))
+        except (OSError, StateDirError):
             return []
 
     def pending(self, target):
-        """``[(name, entry)]`` for ``target``, oldest first. Unreadable files are reported, not dropped."""
+        """``[(name, entry)]`` for ``target``, oldest first. A bad entry is set aside with a warning."""
         found = []
         for name in self.names():
-            try:
-                with open(os.path.join(self.queue_dir, name), "rb") as handle:
-                    entry = json.loads(handle.read().decode("utf-8"))
-            except (OSError, ValueError) as exc:
-                raise DeliveryError("spool_dir: cannot read spooled message %s (%s); move it out of %s"
-                                    % (name, exc, self.queue_dir))
-            if entry.get("target") == target.identity and entry.get("platform") == target.platform:
+            entry = self._read(name)
+            if entry is not None and entry["target"] == target.identity and entry["platform"] == target.platform:
                 found.append((name, entry))
         return found
 
+    def _read(self, name):
+        try:
+            raw = self.queue.read_bytes(name)
+            if raw is None:  # sent and removed by a concurrent flush
+                return None
+            return SPOOL_ENTRY_SCHEMA.load(json.loads(raw.decode("utf-8")), "")
+        except (ValueError, StateDirError) as exc:
+            why = str(exc).lstrip(".")
+        if self.queue.check_mode:
+            self.warnings.append("spool_dir: spooled message %s is unusable (%s); check mode leaves it, a real run "
+                                 "moves it aside" % (self.queue.join(name), why))
+        else:
+            try:
+                aside = self.queue.move_aside(name)
+            except OSError as exc:
+                aside = "nowhere (%s)" % exc.strerror
+            self.warnings.append("spool_dir: spooled message %s is unusable (%s); moved it to %s; the other messages "
+                                 "are sent" % (self.queue.join(name), why, aside))
+        return None
+
     def remove(self, name):
-        os.unlink(os.path.join(self.queue_dir, name))
+        self.queue.remove(name)
+
+    def flush_lock(self):
+        """The fd of ``queue.lock`` once held (close it to release); StateLockTimeout after ``lock_timeout``."""
+        self.folder.open()
+        return self.folder.lock("queue.lock", self.lock_timeout)
 
 
 class DedupeLedger(object):
-    """When each (target, dedupe_key) was last sent, and how many repeats were suppressed since."""
+    """When each (target, dedupe_key) was last sent, and how many repeats were suppressed since.
 
-    def __init__(self, directory, clock=time.time):
+    ``claim`` decides and records in one locked step, so runs at the same moment keep every key and send one
+    message per key and window; ``release`` gives a claim back when its message was not delivered or spooled.
+    """
+
+    def __init__(self, directory, clock=time.time, check_mode=False, option_name="spool_dir", lock_timeout=LOCK_TIMEOUT):
+        self.directory = directory
         self.path = os.path.join(directory, "dedupe.json")
         self.clock = clock
+        self.check_mode = check_mode
+        self.option_name = option_name
+        self.lock_timeout = lock_timeout
+        self.warnings = []
+
+    def _ledger(self, check_mode=None):
+        folder = StateDir(self.directory, self.option_name, self.check_mode if check_mode is None else check_mode)
+        return StateFile(folder, "dedupe.json", DEDUPE_SCHEMA, lock_timeout=self.lock_timeout)
 
     def _key(self, target, dedupe_key):
         return "%s/%s" % (target.identity, dedupe_key)
 
     def check(self, target, dedupe_key, window):
-        """Return ``(suppress, suppressed_so_far, state_warning)`` without changing anything."""
-        state, warning = load_json_state(self.path)
-        record = state.get(self._key(target, dedupe_key))
-        if record and self.clock() - record.get("sent", 0) < window:
-            return True, record.get("suppressed", 0), warning
-        return False, (record or {}).get("suppressed", 0), warning
+        """Return ``(suppress, suppressed_so_far)`` without changing anything."""
+        with self._ledger(check_mode=True) as ledger:
+            self.warnings.extend(ledger.warnings)
+            entry = ledger.data["keys"].get(self._key(target, dedupe_key))
+        if entry and self.clock() - entry["sent"] < window:
+            return True, entry.get("suppressed", 0)
+        return False, (entry or {}).get("suppressed", 0)
 
-    def record(self, target, dedupe_key, window, suppressed):
-        state, _warning = load_json_state(self.path)
-        now = self.clock()
-        # Forget keys whose window is long over, so the ledger stays small.
-        state = {k: v for k, v in state.items() if now - v.get("sent", 0) < max(window, v.get("window", 0)) * 2}
+    def claim(self, target, dedupe_key, window):
+        """Return ``(suppress, count, previous)``: a repeat inside the window is counted and suppressed (count is
+        the repeats so far, this one included); otherwise the key is marked sent now, count is the repeats the
+        last window swallowed and ``previous`` is what ``release`` puts back."""
         key = self._key(target, dedupe_key)
-        if suppressed:
-            record = state.setdefault(key, {"sent": now, "window": window, "suppressed": 0})
-            record["suppressed"] = record.get("suppressed", 0) + 1
-        else:
-            state[key] = {"sent": now, "window": window, "suppressed": 0}
-        atomic_write_json(self.path, state, mode=0o600)
+        with self._ledger() as ledger:
+            self.warnings.extend(ledger.warnings)
+            now = self.clock()
+            # Forget keys whose window is long over, so the ledger stays small.
+            keys = ledger.data["keys"] = dict(
+                (k, v) for k, v in ledger.data["keys"].items() if now - v["sent"] < max(window, v.get("window", 0)) * 2)
+            previous = keys.get(key)
+            if previous and now - previous["sent"] < window:
+                keys[key] = dict(previous, suppressed=previous.get("suppressed", 0) + 1)
+                ledger.save()
+                return True, keys[key]["suppressed"], previous
+            keys[key] = {"sent": now, "window": window, "suppressed": 0}
+            ledger.save()
+            return False, (previous or {}).get("suppressed", 0), previous
+
+    def release(self, target, dedupe_key, previous):
+        key = self._key(target, dedupe_key)
+        with self._ledger() as ledger:
+            keys = ledger.data["keys"]
+            if previous is None:
+                keys.pop(key, None)
+            else:
+                keys[key] = previous
+            ledger.save()
 
 
 class Notifier(object):
@@ -281,8 +372,9 @@ class Notifier(object):
         if self.spool:
             result["spool_remaining"] = len(self.spool.pending(self.target))
         if dedupe_key and self.dedupe:
-            suppress, count, _warning = self.dedupe.check(self.target, dedupe_key, dedupe_window)
+            suppress, count = self.dedupe.check(self.target, dedupe_key, dedupe_window)
             result["suppressed"] = count + 1 if suppress else 0
+        self._collect_store_warnings()
         result["changed"] = bool(flush and result["spool_remaining"]) or bool(notification and not result["suppressed"])
         if notification is None:
             return result
@@ -301,10 +393,24 @@ class Notifier(object):
         if (flush or dedupe_key) and self.spool is None:
             raise ConfigError("spool_dir: required for flush_spool and dedupe_key")
         result = self.result()
-        self._send_or_spool(result, notification, flush, dedupe_key, dedupe_window)
-        if self.spool:
-            result["spool_remaining"] = len(self.spool.pending(self.target))
+        try:
+            self._send_or_spool(result, notification, flush, dedupe_key, dedupe_window)
+            if self.spool:
+                try:
+                    result["spool_remaining"] = len(self.spool.pending(self.target))
+                except (OSError, StateDirError) as exc:
+                    # What was delivered stays delivered: a spool that went bad afterwards is a warning.
+                    self.warnings.append("spool_dir: cannot count the messages left in %s (%s)"
+                                         % (self.spool.queue_dir, exc))
+        finally:
+            self._collect_store_warnings()
         return result
+
+    def _collect_store_warnings(self):
+        for store in (self.spool, self.dedupe):
+            if store is not None:
+                self.warnings.extend(store.warnings)
+                del store.warnings[:]
 
     def _send_or_spool(self, result, notification, flush, dedupe_key, dedupe_window):
         flush_blocked = False
@@ -313,49 +419,64 @@ class Notifier(object):
         if notification is None:
             return
         payload, result["truncated"] = self.adapter.render(notification)
+        claimed = False
         if dedupe_key:
-            suppress, count, warning = self.dedupe.check(self.target, dedupe_key, dedupe_window)
-            if warning:
-                self.warnings.append(warning)
+            suppress, count, previous = self.dedupe.claim(self.target, dedupe_key, dedupe_window)
             if suppress:
-                self.dedupe.record(self.target, dedupe_key, dedupe_window, suppressed=True)
-                result["suppressed"] = count + 1
+                result["suppressed"] = count
                 return
+            claimed = True
             if count:
                 payload, result["truncated"] = self.adapter.render(_with_repeat_note(notification, count))
+        try:
+            self._deliver(result, payload, flush_blocked)
+        except BaseException:
+            if claimed:
+                # Neither sent nor spooled: a retry of the task must not be suppressed as a repeat.
+                self.dedupe.release(self.target, dedupe_key, previous)
+            raise
+
+    def _deliver(self, result, payload, flush_blocked):
         if flush_blocked:
             # Keep the order: the new message may not overtake what is still spooled.
             self._undelivered(result, payload, "queued behind spooled messages that could not be sent")
+            return
+        log = self.sender.send(payload)
+        result["attempts"] = log.attempts
+        result["status"] = log.outcome.status
+        if log.outcome.kind == Outcome.PERMANENT:
+            raise PermanentDeliveryError(log.outcome, self.target.label, result)
+        if log.delivered:
+            result["delivered"] = True
         else:
-            log = self.sender.send(payload)
-            result["attempts"] = log.attempts
-            result["status"] = log.outcome.status
-            if log.outcome.kind == Outcome.PERMANENT:
-                raise PermanentDeliveryError(log.outcome, self.target.label, result)
-            if log.delivered:
-                result["delivered"] = True
-            else:
-                self._undelivered(result, payload, "not delivered after %d attempt(s): %s"
-                                  % (log.attempts, log.outcome.describe()))
-        if dedupe_key:
-            self.dedupe.record(self.target, dedupe_key, dedupe_window, suppressed=False)
+            self._undelivered(result, payload, "not delivered after %d attempt(s): %s"
+                              % (log.attempts, log.outcome.describe()))
 
     def _flush(self, result):
-        """Send this target's spooled messages oldest first; return True if some could not be sent."""
-        pending = self.spool.pending(self.target)
-        for index, (name, entry) in enumerate(pending):
-            log = self.sender.send(entry["payload"])
-            if log.outcome.kind == Outcome.PERMANENT:
-                result["spool_remaining"] = len(pending) - index
-                raise PermanentDeliveryError(log.outcome, self.target.label, result,
-                                             context="spooled message %s (it stays in %s)" % (name, self.spool.queue_dir))
-            if not log.delivered:
-                self.warnings.append("flush_spool: stopped after %d of %d spooled message(s): %s"
-                                     % (index, len(pending), log.outcome.describe()))
-                return True
-            self.spool.remove(name)
-            result["flushed"] += 1
-        return False
+        """Send this target's spooled messages oldest first, holding the spool's flush lock so that no other
+        run sends them too; return True if some could not be sent (the new message then queues behind)."""
+        try:
+            lock_fd = self.spool.flush_lock()
+        except StateLockTimeout as exc:
+            self.warnings.append("flush_spool: %s; the spool was not flushed in this run" % exc)
+            return True
+        try:
+            pending = self.spool.pending(self.target)
+            for index, (name, entry) in enumerate(pending):
+                log = self.sender.send(entry["payload"])
+                if log.outcome.kind == Outcome.PERMANENT:
+                    result["spool_remaining"] = len(pending) - index
+                    raise PermanentDeliveryError(log.outcome, self.target.label, result,
+                                                 context="spooled message %s (it stays in %s)" % (name, self.spool.queue_dir))
+                if not log.delivered:
+                    self.warnings.append("flush_spool: stopped after %d of %d spooled message(s): %s"
+                                         % (index, len(pending), log.outcome.describe()))
+                    return True
+                self.spool.remove(name)
+                result["flushed"] += 1
+            return False
+        finally:
+            os.close(lock_fd)
 
     def _undelivered(self, result, payload, reason):
         # The spool file outlives the task: no token, timestamp or sign may reach it.
@@ -415,7 +536,7 @@ def notifier_for(platform, url, secret=None, chat_id=None, signature_header=None
                     retry_max_delay=retry_max_delay, validate_certs=validate_certs)
     spool = dedupe = None
     if spool_dir:
-        spool = Spool(spool_dir)
+        spool = Spool(spool_dir, check_mode=not create_spool, option_name=spool_option)
         spool.ensure_writable(spool_option, create=create_spool)
-        dedupe = DedupeLedger(spool_dir)
+        dedupe = DedupeLedger(spool_dir, check_mode=not create_spool, option_name=spool_option)
     return Notifier(adapter, target, sender, spool, dedupe, on_undelivered)

@@ -6,15 +6,24 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
-import json
 import os
 import re
 import stat
 import time
 
-from ansible_collections.fleetops.health.plugins.module_utils import state_file
+from ansible_collections.fleetops.health.plugins.module_utils.state_file import (
+    LOCK_TIMEOUT,
+    StateDir,
+    StateFile,
+    StateSchema,
+    boolean,
+    count,
+    map_of,
+    number,
+    record,
+    text,
+)
 
 # The first bytes of a log (a timestamp and a message) tell a reused inode from the file we tracked.
 FINGERPRINT_BYTES = 1024
@@ -27,6 +36,17 @@ STATE_VERSION = 1
 FORGET_PATHS_AFTER_SECONDS = 90 * 86400
 # Rotated names that are compressed cannot be read as text; logrotate's delaycompress keeps .1 plain.
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".Z", ".zip")
+
+SCHEMA = StateSchema(
+    STATE_VERSION,
+    record(required={
+        "files": map_of(record(required={"path": text, "offset": count, "fp": text, "fp_len": count},
+                               optional={"skip_line": boolean, "mtime_ns": count, "generations_after_ns": number})),
+        "gone": map_of(number),
+        "globs": map_of(number),
+    }),
+    empty=lambda: {"files": {}, "gone": {}, "globs": {}},
+)
 
 
 def identity_key(stat_result):
@@ -148,52 +168,31 @@ class OffsetStore(object):
     under an exclusive lock, and writes the whole file atomically.
     """
 
-    def __init__(self, state_dir, check_mode=False):
+    def __init__(self, state_dir, check_mode=False, lock_timeout=LOCK_TIMEOUT):
         self.state_dir = state_dir
         self.check_mode = check_mode
-        self.path = os.path.join(state_dir, STATE_FILE_NAME)
+        self.lock_timeout = lock_timeout
+        self.path = os.path.join(os.path.abspath(state_dir), STATE_FILE_NAME)
         self.files = {}
         self.gone = {}
         self.globs = {}
         self.warning = None
-        self._lock_fd = None
-        self._loaded = None
+        self._state = None
 
     def open(self):
-        """Lock and load. Outside check mode the directory must be writable (StateDirError names state_dir)."""
-        if not self.check_mode:
-            state_file.ensure_writable_dir(self.state_dir, "state_dir")
-            self._lock_fd = os.open(os.path.join(self.state_dir, LOCK_FILE_NAME), os.O_RDWR | os.O_CREAT, 0o640)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            self._remove_torn_writes()
-        elif os.path.isdir(self.state_dir) and not os.access(self.state_dir, os.W_OK | os.X_OK):
-            # Check mode writes nothing, but it must not promise a run that would fail.
-            raise state_file.StateDirError("state_dir: directory %s is not writable by uid %d; choose a writable "
-                                           "directory or fix its permissions" % (self.state_dir, os.geteuid()))
-        if self.check_mode and not os.path.isdir(self.state_dir):
-            state = {}
-        else:
-            state, self.warning = state_file.load_json_state(self.path)
-        self.files = dict(state.get("files", {}))
-        self.gone = dict(state.get("gone", {}))
-        self.globs = dict(state.get("globs", {}))
-        self._loaded = self._serialized()
+        """Lock and load (StateDirError names state_dir). The lock is held until ``close()``, for the whole scan."""
+        folder = StateDir(self.state_dir, "state_dir", self.check_mode)
+        self._state = StateFile(folder, STATE_FILE_NAME, SCHEMA, lock_name=LOCK_FILE_NAME,
+                                lock_timeout=self.lock_timeout).open()
+        data = self._state.data
+        self.files, self.gone, self.globs = data["files"], data["gone"], data["globs"]
+        self.warning = "; ".join(self._state.warnings) or None
         return self
 
-    def _remove_torn_writes(self):
-        """Temp files left by a run killed mid-write; with the lock held no live writer owns them."""
-        prefix = ".%s." % STATE_FILE_NAME
-        for name in os.listdir(self.state_dir):
-            if name.startswith(prefix) and name.endswith(".tmp"):
-                try:
-                    os.unlink(os.path.join(self.state_dir, name))
-                except OSError:
-                    pass
-
     def close(self):
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._state is not None:
+            self._state.__exit__(None, None, None)
+            self._state = None
 
     def __enter__(self):
         return self.open()
@@ -201,29 +200,23 @@ class OffsetStore(object):
     def __exit__(self, *exc_info):
         self.close()
 
-    def _snapshot(self):
-        return {"version": STATE_VERSION, "files": self.files, "gone": self.gone, "globs": self.globs}
-
     def mark_gone(self, path):
         """Remember since when ``path`` has had no tracked file (in ns, kept from the first time, so idle runs
         change nothing): files rotated there after that were all written since."""
         self.gone.setdefault(path, time.time_ns())
 
-    def _serialized(self):
-        return json.dumps(self._snapshot(), sort_keys=True)
-
     @property
     def changed(self):
-        return self._serialized() != self._loaded
+        self._state.data.update(files=self.files, gone=self.gone, globs=self.globs)
+        return self._state.changed
 
     def save(self):
-        """Write atomically when anything moved; returns whether offsets changed."""
+        """Write atomically when anything moved (never in check mode); returns whether offsets changed."""
         cutoff = time.time_ns() - FORGET_PATHS_AFTER_SECONDS * 10 ** 9
         self.gone = dict((path, when) for path, when in self.gone.items()
                          if when >= cutoff or os.path.lexists(path))
         changed = self.changed
-        if changed and not self.check_mode:
-            state_file.atomic_write_json(self.path, self._snapshot())
+        self._state.save()
         return changed
 
 

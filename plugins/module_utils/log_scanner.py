@@ -50,6 +50,8 @@ def _compile(source, flags, where):
 
 def compile_rules(rule_specs):
     """Build LogRules from the module's ``rules`` option (dicts with name, pattern|keywords, severity, ...)."""
+    if not rule_specs:
+        raise RuleError("give at least one rule; with none the offsets would move past lines no rule has seen")
     rules = []
     names = set()
     for index, spec in enumerate(rule_specs):

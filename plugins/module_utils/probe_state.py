@@ -18,13 +18,33 @@ from __future__ import annotations
 import os
 import time
 
-from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError, atomic_write_json, load_json_state
+from ansible_collections.fleetops.health.plugins.module_utils.state_file import (
+    LOCK_TIMEOUT,
+    StateDir,
+    StateSchema,
+    count,
+    locked_state,
+    map_of,
+    nullable,
+    number,
+    one_of,
+    record,
+    text,
+)
 
 STATE_VERSION = 1
 UP = "up"
 DOWN = "down"
 FAILED = "failed"
 RECOVERED = "recovered"
+
+SCHEMA = StateSchema(
+    STATE_VERSION,
+    record(required={"targets": map_of(record(optional={
+        "state": one_of(UP, DOWN), "consecutive_ok": count, "consecutive_fail": count,
+        "endpoint": nullable(text), "changed_at": nullable(number)}))}),
+    empty=lambda: {"targets": {}},
+)
 
 
 def fresh_entry():
@@ -59,51 +79,48 @@ def apply_without_state(results):
 
 
 class ProbeStateStore(object):
-    """Owns one state file: ``load()``, ``apply(results, endpoints)``, then ``save()`` unless in check mode.
+    """Owns one state file. ``preflight()`` before probing proves the folder usable; ``record(results,
+    endpoints)`` after it reads, applies and writes the file under its lock (check mode: reads only).
 
-    Entries of targets absent from this run are kept untouched, so several plays may share one file.
+    Entries of targets absent from this run are kept untouched, so several plays may share one file, and
+    runs at the same moment lose nothing: each re-reads the file under the lock.
     """
 
-    def __init__(self, path, healthy_threshold=2, unhealthy_threshold=3):
+    def __init__(self, path, healthy_threshold=2, unhealthy_threshold=3, check_mode=False, lock_timeout=LOCK_TIMEOUT):
         if healthy_threshold < 1 or unhealthy_threshold < 1:
             raise ValueError("healthy_threshold and unhealthy_threshold must be 1 or more")
-        self.path = path
+        self.path = os.path.abspath(path)
         self.healthy_threshold = healthy_threshold
         self.unhealthy_threshold = unhealthy_threshold
-        self.targets = {}
+        self.check_mode = check_mode
+        self.lock_timeout = lock_timeout
 
-    def load(self):
-        """Read the file; return a warning string when a corrupt file was moved aside, else None."""
-        try:
-            document, warning = load_json_state(self.path)
-        except (IOError, OSError) as exc:
-            raise StateDirError("state_file: cannot read %s (%s); check the path and its permissions" % (self.path, exc))
-        targets = document.get("targets")
-        if document and (document.get("version") != STATE_VERSION or not isinstance(targets, dict)):
-            aside = "%s.unknown-%d" % (self.path, int(time.time()))
-            os.rename(self.path, aside)
-            warning = "state file %s is not a probe state file of version %d; moved it to %s and started afresh" % (
-                self.path, STATE_VERSION, aside)
-            targets = {}
-        self.targets = dict((name, dict(fresh_entry(), **entry)) for name, entry in (targets or {}).items()
-                            if isinstance(entry, dict))
-        return warning
+    def preflight(self):
+        """Fail (StateDirError naming state_file) before the probes run when the state could not be kept."""
+        with StateDir(os.path.dirname(self.path), "state_file", self.check_mode) as folder:
+            fd = folder.open_file(os.path.basename(self.path))
+            if fd is not None:
+                os.close(fd)
 
-    def apply(self, results, endpoints):
-        """Add state, transition and counts to each result; ``endpoints`` maps name to endpoint."""
-        now = int(time.time())
-        for result in results:
-            entry = self.targets.get(result["name"])
-            if entry is None or entry.get("endpoint") != endpoints[result["name"]]:
-                entry = dict(fresh_entry(), endpoint=endpoints[result["name"]])
-            entry, transition = advance(entry, result["ok"], self.healthy_threshold, self.unhealthy_threshold, now)
-            self.targets[result["name"]] = entry
-            result.update(state=entry["state"], transition=transition, consecutive_ok=entry["consecutive_ok"],
-                          consecutive_fail=entry["consecutive_fail"])
-        return results
+    def record(self, results, endpoints):
+        """Add state, transition and counts to each result (``endpoints`` maps name to endpoint) and keep them;
+        returns the warnings (a corrupt file moved aside)."""
+        with locked_state(self.path, "state_file", SCHEMA, self.check_mode, self.lock_timeout) as state:
+            apply_to(state.data["targets"], results, endpoints, self.healthy_threshold, self.unhealthy_threshold)
+            state.save()
+            return state.warnings
 
-    def save(self):
-        try:
-            atomic_write_json(self.path, dict(version=STATE_VERSION, targets=self.targets))
-        except (IOError, OSError) as exc:
-            raise StateDirError("state_file: cannot write %s (%s); check the path and its permissions" % (self.path, exc))
+
+def apply_to(targets, results, endpoints, healthy_threshold, unhealthy_threshold, now=None):
+    """Advance ``targets`` (name -> entry) by one observation per result and copy the outcome into each result."""
+    now = int(time.time()) if now is None else now
+    for result in results:
+        entry = targets.get(result["name"])
+        if entry is None or entry.get("endpoint") != endpoints[result["name"]]:
+            entry = dict(fresh_entry(), endpoint=endpoints[result["name"]])
+        entry, transition = advance(dict(fresh_entry(), **entry), result["ok"], healthy_threshold, unhealthy_threshold,
+                                    now)
+        targets[result["name"]] = entry
+        result.update(state=entry["state"], transition=transition, consecutive_ok=entry["consecutive_ok"],
+                      consecutive_fail=entry["consecutive_fail"])
+    return results

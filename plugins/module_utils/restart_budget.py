@@ -10,16 +10,22 @@ no restart is allowed until the oldest one leaves the window. An escalation is d
 
 from __future__ import annotations
 
-import errno
-import json
 import os
 import re
 import time
 
 from ansible_collections.fleetops.health.plugins.module_utils.state_file import (
-    atomic_write_json,
-    ensure_writable_dir,
-    load_json_state,
+    LOCK_TIMEOUT,
+    StateDir,
+    StateFile,
+    StateSchema,
+    list_of,
+    map_of,
+    nullable,
+    number,
+    one_of,
+    record,
+    text,
 )
 from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
 
@@ -28,6 +34,19 @@ STATE_VERSION = 1
 ACTIONS = ("check", "record", "observe")
 RESULTS = ("verified", "failed_verify", "skipped")
 STATES = ("up", "down")
+
+SCHEMA = StateSchema(
+    STATE_VERSION,
+    record(required={"services": map_of(record(optional={
+        "attempts": list_of(number),
+        "state": nullable(one_of(*STATES)),
+        "state_since": nullable(number),
+        "escalated_at": nullable(number),
+        "last_result": nullable(record(required={"result": one_of(*RESULTS), "at": number},
+                                       optional={"reason": nullable(text)})),
+    }))}),
+    empty=lambda: {"services": {}},
+)
 # A verification proves the state the service is in; a skip proves nothing.
 STATE_AFTER_RESULT = {"verified": "up", "failed_verify": "down"}
 
@@ -137,30 +156,35 @@ def budget_status(entry, policy, now):
 
 
 class RestartBudgetStore(object):
-    """Owns ``<state_dir>/budgets.json``: load once, apply operations, save once (atomically) if anything changed."""
+    """Owns ``<state_dir>/budgets.json``. ``with store:`` locks and loads it; the operations then work on what
+    is on disk now, so a ``record`` never counts against a stale budget, and leaving the block saves once
+    (atomically, and never in check mode) if anything changed. Runs at the same moment take turns."""
 
-    def __init__(self, state_dir, clock=time.time):
+    def __init__(self, state_dir, clock=time.time, check_mode=False, lock_timeout=LOCK_TIMEOUT):
         self.state_dir = state_dir
-        self.path = os.path.join(state_dir, STATE_FILE_NAME)
+        self.path = os.path.join(os.path.abspath(state_dir), STATE_FILE_NAME)
         self.clock = clock
+        self.check_mode = check_mode
+        self.lock_timeout = lock_timeout
         self.services = {}
         self.changed = False
         self.warnings = []
+        self._state = None
 
-    def load(self, read_only=False):
-        """Read the file; ``read_only`` (check mode) reports a corrupt file instead of moving it aside."""
-        if read_only:
-            state, warning = _peek_json_state(self.path)
-        else:
-            state, warning = load_json_state(self.path)
-        if warning:
-            self.warnings.append(warning)
-        services = state.get("services") if isinstance(state, dict) else None
-        self.services = services if isinstance(services, dict) else {}
+    def __enter__(self):
+        folder = StateDir(self.state_dir, "state_dir", self.check_mode)
+        self._state = StateFile(folder, STATE_FILE_NAME, SCHEMA, lock_timeout=self.lock_timeout).open()
+        self.warnings.extend(self._state.warnings)
+        self.services = self._state.data["services"]
+        return self
 
-    def save(self):
-        ensure_writable_dir(self.state_dir, "state_dir")
-        atomic_write_json(self.path, {"version": STATE_VERSION, "services": self.services})
+    def __exit__(self, exc_type, *exc_info):
+        try:
+            if exc_type is None:
+                self._state.save()
+        finally:
+            self._state.__exit__(exc_type, *exc_info)
+            self._state = None
 
     def _entry(self, name):
         return self.services.get(name, {})
@@ -245,18 +269,6 @@ class RestartBudgetStore(object):
         else:
             outcome["transition"] = "failed"
         return outcome
-
-
-def _peek_json_state(path):
-    try:
-        with open(path, "rb") as handle:
-            return json.loads(handle.read().decode("utf-8")), None
-    except (IOError, OSError) as exc:
-        if exc.errno == errno.ENOENT:
-            return {}, None
-        raise
-    except ValueError as exc:
-        return {}, "state file %s is corrupt (%s); a run without check mode will move it aside" % (path, exc)
 
 
 def run_operation(store, action, services, defaults):

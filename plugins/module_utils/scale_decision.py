@@ -12,6 +12,20 @@ decides, and says why.
 
 from __future__ import annotations
 
+import time
+
+from ansible_collections.fleetops.health.plugins.module_utils.state_file import (
+    LOCK_TIMEOUT,
+    StateSchema,
+    count,
+    locked_state,
+    map_of,
+    nullable,
+    number,
+    one_of,
+    record,
+)
+
 PROVIDERS = ("systemd_instances", "standby_pool", "kubernetes")
 DECISIONS = ("scale_out", "scale_in", "hold")
 
@@ -160,3 +174,36 @@ def provider_plan(provider, decision, current_members=None, standby_members=None
         raise ScaleInputError("kubernetes_resource: give at least kind and name (and namespace) of what to scale")
     resource.update(replicas=target, current_replicas=current, wait=True)
     return {"k8s_scale": resource}
+
+
+STATE_VERSION = 1
+
+
+def _unversioned_groups(document):
+    """Before version 1 the file was ``{group: state}``; every value of such a file is a group's state."""
+    return {"groups": document}
+
+
+STATE_SCHEMA = StateSchema(
+    STATE_VERSION,
+    record(required={"groups": map_of(record(optional={
+        "high_streak": count, "low_streak": count,
+        "last_action": nullable(one_of("scale_out", "scale_in")), "last_action_at": nullable(number)}))}),
+    empty=lambda: {"groups": {}},
+    migrate=_unversioned_groups,
+)
+
+
+def decide_and_keep(state_file, group, scores, current, policy, check_mode=False, lock_timeout=LOCK_TIMEOUT,
+                    clock=time.time):
+    """``decide`` for ``group`` with its streaks read from and written back to ``state_file`` under its lock, so
+    groups decided at the same moment all keep their streaks. Returns ``(decision, changed, warnings)``."""
+    with locked_state(state_file, "state_file", STATE_SCHEMA, check_mode, lock_timeout) as state:
+        groups = state.data["groups"]
+        previous = groups.get(group, {})
+        decision, new_state = decide(previous, scores, current, policy, clock())
+        changed = new_state != previous
+        if changed:
+            groups[group] = new_state
+        state.save()
+        return decision, changed, state.warnings

@@ -135,7 +135,10 @@ options:
   spool_dir:
     description:
       - The directory that holds the spool and the dedupe ledger on the managed host. It must be writable;
-        that is checked before anything is sent.
+        that is checked before anything is sent. It is created (mode 0700) when missing.
+      - A directory (or its C(queue)) that is a symlink, is owned by another user or is writable by group or
+        others is refused. A spooled message that cannot be read is moved aside with a warning and never stops
+        the others or the new message.
       - Only used when O(on_undelivered=spool), O(flush_spool=true) or O(dedupe_key) is set.
     type: path
     default: /var/lib/fleetops/im_spool

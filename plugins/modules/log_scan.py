@@ -34,6 +34,8 @@ options:
   rules:
     description:
       - The rules to count. Each line counts at most once per rule.
+      - At least one rule. An empty list is refused, because the run would move the offsets past lines that no
+        rule has seen.
     type: list
     elements: dict
     required: true
@@ -67,10 +69,20 @@ options:
         type: str
   state_dir:
     description:
-      - Directory on the managed host where offsets are kept (C(offsets.json)). Created when missing.
-      - Several tasks may share it; each only updates the entries of its own files.
+      - Directory on the managed host where offsets are kept (C(offsets.json), mode 0600). Created (mode 0700)
+        when missing, except in check mode, which fails the same way when the real run could not create it.
+      - Several tasks may share it; each only updates the entries of its own files, holding the lock
+        C(offsets.lock) for the whole scan.
+      - A directory that is a symlink, is owned by another user or is writable by group or others is refused,
+        and so are an C(offsets.json) or C(offsets.lock) that are symlinks.
     type: path
     default: /var/lib/fleetops/log_scan
+  lock_timeout:
+    description:
+      - Seconds to wait for another run that holds the lock of O(state_dir) before failing with an error that
+        names the lock file and, when it can tell, the process holding it.
+    type: float
+    default: 60
   start_at:
     description:
       - Where to start in a file never seen before. V(end) skips what is already there, so a first run
@@ -98,7 +110,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Scans and returns the matches, but does not save offsets, so a real run sees the same lines.
+    details: Scans and returns the matches, but creates, writes and moves nothing in O(state_dir) (not even the lock
+      file), so a real run sees the same lines.
   diff_mode:
     support: none
     details: Only offsets change; there is nothing to diff.
@@ -221,6 +234,7 @@ def main():
             rules=dict(type="list", elements="dict", required=True, options=rule_options,
                        mutually_exclusive=[["pattern", "keywords"]], required_one_of=[["pattern", "keywords"]]),
             state_dir=dict(type="path", default="/var/lib/fleetops/log_scan"),
+            lock_timeout=dict(type="float", default=60),
             start_at=dict(type="str", choices=["end", "beginning"], default="end"),
             max_bytes=dict(type="int", default=0),
             samples=dict(type="int", default=5),
@@ -232,13 +246,16 @@ def main():
     for option in ("max_bytes", "samples", "sample_max_len"):
         if params[option] < 0:
             module.fail_json(msg="%s: must be 0 or more, got %d" % (option, params[option]))
+    if params["lock_timeout"] < 0:
+        module.fail_json(msg="lock_timeout: must be 0 or more seconds, got %g" % params["lock_timeout"])
     try:
         rules = log_scanner.compile_rules(params["rules"])
     except log_scanner.RuleError as exc:
         module.fail_json(msg="rules: %s" % exc)
 
     counter = log_scanner.RuleCounter(rules, params["samples"], params["sample_max_len"])
-    store = log_offsets.OffsetStore(params["state_dir"], check_mode=module.check_mode)
+    store = log_offsets.OffsetStore(params["state_dir"], check_mode=module.check_mode,
+                                    lock_timeout=params["lock_timeout"])
     try:
         with store:
             scan = log_scanner.LogScan([os.path.abspath(path) for path in params["paths"]], counter, store,

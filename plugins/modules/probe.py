@@ -28,8 +28,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: The probes run in check mode too (they only read); the state file is not written, and the results
-      show the transitions a real run would record.
+    details: The probes run in check mode too (they only read); nothing is created, written or moved in the state
+      folder, and the results show the transitions a real run would record.
   diff_mode:
     support: none
     details: Nothing changes, so there is nothing to diff.
@@ -139,8 +139,11 @@ options:
   state_file:
     description:
       - JSON file on the probing host that keeps each target's state and consecutive counts between runs,
-        for example C(/var/lib/fleetops/probe_state.json). Written atomically; a corrupt file is moved aside
+        for example C(/var/lib/fleetops/probe_state.json). Written atomically (mode 0600) under a lock
+        (C(<state_file>.lock)), so several plays may share it; a corrupt or wrong-shaped file is moved aside
         with a warning and the run continues.
+      - Its folder is created (mode 0700) when missing. A folder that is a symlink, is owned by another user or is
+        writable by group or others is refused, and so is a state file that is a symlink.
       - Without it, a target's state is simply its result of this run and there are no transitions.
     type: path
   healthy_threshold:
@@ -294,7 +297,6 @@ ansible_facts:
               sample: 61.3
 """
 
-import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -304,7 +306,7 @@ from ansible_collections.fleetops.health.plugins.module_utils.probe_engine impor
 from ansible_collections.fleetops.health.plugins.module_utils.probe_state import ProbeStateStore, apply_without_state
 from ansible_collections.fleetops.health.plugins.module_utils.probe_targets import (
     TargetError, build_targets, target_url_secrets)
-from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError, ensure_writable_dir
+from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError
 from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
 
 # option: (minimum, maximum, integer, minimum excluded), as documented above.
@@ -322,12 +324,9 @@ def run_probes(module):
     module.no_log_values.update(secrets)
     store = None
     if params["state_file"]:
-        store = ProbeStateStore(params["state_file"], params["healthy_threshold"], params["unhealthy_threshold"])
-        if not module.check_mode:
-            ensure_writable_dir(os.path.dirname(os.path.abspath(params["state_file"])), "state_file")
-        warning = store.load()
-        if warning:
-            module.warn(warning)
+        store = ProbeStateStore(params["state_file"], params["healthy_threshold"], params["unhealthy_threshold"],
+                                check_mode=module.check_mode)
+        store.preflight()
     engine = ProbeEngine(params["http_engine"], params["concurrency"], params["deadline"])
     started = time.monotonic()
     results, warnings = engine.run(targets)
@@ -337,9 +336,9 @@ def run_probes(module):
     if store is None:
         apply_without_state(results)
     else:
-        store.apply(results, dict((target.name, target.endpoint) for target in targets))
-        if not module.check_mode:
-            store.save()
+        # The file is locked only now, after the probes: concurrent runs wait milliseconds, not a probe deadline.
+        for warning in store.record(results, dict((target.name, target.endpoint) for target in targets)):
+            module.warn(warning)
     return dict(engine=engine.http_engine, results=results, summary=summarize(results, duration_ms))
 
 

@@ -87,8 +87,11 @@ options:
     default: 1m
   state_dir:
     description:
-      - Where the record lives. Created (mode 0750) when missing, except in check mode.
-      - The module fails before doing anything when it is not writable.
+      - Where the record lives. Created (mode 0700) when missing, except in check mode.
+      - The module fails before doing anything when it is not writable, is a symlink, is owned by another user
+        or is writable by group or others (check mode fails the same way).
+      - The file is read, changed and written under a lock (C(budgets.json.lock)), so runs at the same moment
+        take turns and none of their records is lost.
     type: path
     default: /var/lib/fleetops/remediate
 extends_documentation_fragment:
@@ -270,7 +273,7 @@ from ansible_collections.fleetops.health.plugins.module_utils.restart_budget imp
     RestartBudgetStore,
     run_operation,
 )
-from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError, ensure_writable_dir
+from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError
 
 
 def main():
@@ -299,15 +302,12 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    store = RestartBudgetStore(params["state_dir"])
+    store = RestartBudgetStore(params["state_dir"], check_mode=module.check_mode)
     defaults = {key: params[key] for key in ("max_restarts", "window", "backoff")}
     try:
-        if not module.check_mode:
-            ensure_writable_dir(params["state_dir"], "state_dir")
-        store.load(read_only=module.check_mode)
-        results = run_operation(store, params["action"], params["services"], defaults)
-        if store.changed and not module.check_mode:
-            store.save()
+        # One locked read-modify-write: a record made at the same moment by another run is counted.
+        with store:
+            results = run_operation(store, params["action"], params["services"], defaults)
     except (BudgetInputError, StateDirError) as exc:
         module.fail_json(msg="restart_budget: %s" % exc)
     except (IOError, OSError) as exc:

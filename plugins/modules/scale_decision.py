@@ -96,7 +96,13 @@ options:
     type: dict
     default: {}
   state_file:
-    description: Where the streaks and the last scaling are kept; an absolute path.
+    description:
+      - Where the streaks and the last scaling of every group are kept (a versioned JSON file, mode 0600); an
+        absolute path.
+      - It is read, changed and written under a lock (C(<state_file>.lock)), so groups decided at the same moment
+        all keep their streaks. A corrupt or wrong-shaped file is moved aside with a warning.
+      - Its folder is created (mode 0700) when missing; a folder that is a symlink, is owned by another user or is
+        writable by group or others is refused.
     type: path
     default: /var/lib/fleetops/scale/state.json
 extends_documentation_fragment:
@@ -104,7 +110,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Decides and returns the plan, and does not write O(state_file) (a corrupt one is still moved aside).
+    details: Decides and returns the plan; nothing is created, written or moved (a corrupt O(state_file) is read as
+      empty with a warning and left where it is).
   diff_mode:
     support: none
     details: The state file is bookkeeping; there is no diff to show.
@@ -189,7 +196,6 @@ state_file:
 """
 
 import os
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -197,15 +203,10 @@ from ansible_collections.fleetops.health.plugins.module_utils.scale_decision imp
     PROVIDERS,
     ScaleInputError,
     ScalePolicy,
-    decide,
+    decide_and_keep,
     provider_plan,
 )
-from ansible_collections.fleetops.health.plugins.module_utils.state_file import (
-    StateDirError,
-    atomic_write_json,
-    ensure_writable_dir,
-    load_json_state,
-)
+from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError
 from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
 
 POLICY_KEYS = ("scale_out_above", "scale_in_below", "consecutive", "step", "min_count", "max_count",
@@ -269,19 +270,12 @@ def main():
         module.fail_json(msg="scale_decision: %s" % exc)
     try:
         policy = ScalePolicy(**dict((key, params[key]) for key in POLICY_KEYS))
-        if not module.check_mode:
-            ensure_writable_dir(os.path.dirname(path), "state_file")
-        groups, warning = load_json_state(path)
-        if warning:
+        decision, changed, warnings = decide_and_keep(path, params["group"], scores, params["current"], policy,
+                                                      check_mode=module.check_mode)
+        for warning in warnings:
             module.warn(warning)
-        previous = groups.get(params["group"], {})
-        decision, new_state = decide(previous, scores, params["current"], policy, time.time())
         plan = provider_plan(params["provider"], decision, params["current_members"], params["standby_members"],
                              params["unit_template"], params["kubernetes_resource"])
-        changed = new_state != previous
-        if changed and not module.check_mode:
-            groups[params["group"]] = new_state
-            atomic_write_json(path, groups)
     except (ScaleInputError, StateDirError) as exc:
         module.fail_json(msg="scale_decision: %s" % exc)
     except (IOError, OSError, ValueError) as exc:

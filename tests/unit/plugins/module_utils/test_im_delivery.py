@@ -23,6 +23,12 @@ from ansible_collections.fleetops.health.plugins.module_utils.im_delivery import
 )
 from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError
 from ansible_collections.fleetops.health.tests.unit.im_receivers import IMReceiver
+from ansible_collections.fleetops.health.tests.unit.state_harness import (
+    can_switch_user,
+    run_unprivileged,
+    shared_tmp,
+    tree_digest,
+)
 
 
 class FakeClock(object):
@@ -230,19 +236,33 @@ def test_corrupt_dedupe_ledger_is_set_aside_with_a_warning(tmp_path):
     assert json.loads((tmp_path / "dedupe.json").read_text())
 
 
-def test_unwritable_spool_dir_fails_naming_the_option(tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
+SPOOL_AS_USER = """
+import json, sys
+from ansible_collections.fleetops.health.plugins.module_utils.im_delivery import Spool
+from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError
+outcome = {}
+for create in (True, False):
     try:
-        if os.access(str(locked), os.W_OK):
-            pytest.skip("running as root: permissions are not enforced")
-        with pytest.raises(StateDirError, match="^spool_dir: "):
-            Spool(str(locked / "spool")).ensure_writable()
-        with pytest.raises(StateDirError, match="^spool_dir: "):
-            Spool(str(locked / "spool")).ensure_writable(create=False)
-    finally:
-        locked.chmod(0o700)
+        Spool(sys.argv[1]).ensure_writable(create=create)
+        outcome[str(create)] = "ok"
+    except StateDirError as exc:
+        outcome[str(create)] = str(exc)
+print(json.dumps(outcome))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not can_switch_user(), reason="root without runuser cannot drop privileges")
+def test_unwritable_spool_dir_fails_naming_the_option():
+    # Run as nobody: root would pass the permission check by privilege.
+    with shared_tmp() as base:
+        locked = os.path.join(base, "locked")
+        os.mkdir(locked, 0o555)
+        out = run_unprivileged(SPOOL_AS_USER, os.path.join(locked, "spool"))
+        assert out.returncode == 0, out.stderr
+        outcome = json.loads(out.stdout)
+        for create in ("True", "False"):
+            assert outcome[create].startswith("spool_dir: cannot create %s/spool" % locked), outcome
+        assert os.listdir(locked) == []
 
 
 def test_spool_file_in_the_way_fails_naming_the_option(tmp_path):
@@ -294,3 +314,81 @@ def test_check_mode_predicts_a_flush(tmp_path):
         preview = notifier.preview(None, flush=True)
     assert (preview["changed"], preview["spool_remaining"]) == (True, 1)
     assert len(Spool(str(tmp_path)).names()) == 1
+
+
+BAD_SPOOL_ENTRIES = {
+    "0-0-unreadable.json": "{x",
+    "0-1-list.json": "[1, 2]",
+    "0-2-nopayload.json": json.dumps({"version": 1, "platform": "wecom", "target": "t", "created": 1}),
+    "0-3-wrongversion.json": json.dumps({"version": 9, "platform": "wecom", "target": "t", "payload": {}}),
+}
+
+
+def plant_bad_entries(spool_dir):
+    queue = spool_dir / "queue"
+    for name, content in BAD_SPOOL_ENTRIES.items():
+        (queue / name).write_text(content)
+    (queue / "0-4-symlink.json").symlink_to(spool_dir / "victim")
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_bad_spool_entries_are_quarantined_and_never_stop_a_message(tmp_path, flush):
+    with IMReceiver("wecom") as receiver:
+        notifier, _clock = make_notifier(receiver, spool_dir=tmp_path, retries=0)
+        receiver.go_down()
+        notifier.run(Notification("kept while down"))
+        receiver.come_back()
+        plant_bad_entries(tmp_path)
+        notifier.warnings = []
+        result = notifier.run(Notification("new"), flush=flush)
+    assert result["delivered"] is True
+    assert (result["flushed"], result["spool_remaining"]) == ((1, 0) if flush else (0, 1))
+    quarantined = sorted(name for name in os.listdir(str(tmp_path / "queue")) if ".corrupt-" in name)
+    assert [name.split(".json.corrupt-")[0] + ".json" for name in quarantined] == sorted(
+        list(BAD_SPOOL_ENTRIES) + ["0-4-symlink.json"])
+    moved = [w for w in notifier.warnings if "is unusable" in w and "moved it to" in w]
+    assert len(moved) == 5, notifier.warnings
+    assert not os.path.lexists(str(tmp_path / "victim"))
+    assert [m["text"]["content"] for m in receiver.messages] == (
+        ["[INFO]\nkept while down", "[INFO]\nnew"] if flush else ["[INFO]\nnew"])
+
+
+def test_check_mode_reports_bad_spool_entries_and_leaves_them(tmp_path):
+    with IMReceiver("wecom") as receiver:
+        make_notifier(receiver, spool_dir=tmp_path)
+        plant_bad_entries(tmp_path)
+        before = tree_digest(tmp_path)
+        spool = Spool(str(tmp_path), check_mode=True)
+        notifier = Notifier(adapter_for("wecom"), Target("wecom", receiver.url), None, spool,
+                            DedupeLedger(str(tmp_path), check_mode=True))
+        notifier.sender = Sender(notifier.adapter, notifier.target, retries=0)
+        preview = notifier.preview(Notification("m"), flush=True, dedupe_key="k", dedupe_window=60)
+    assert tree_digest(tmp_path) == before
+    assert preview["spool_remaining"] == 0 and receiver.requests == []
+    assert len([w for w in notifier.warnings if "check mode leaves it" in w]) == 5
+
+
+def test_a_delivered_message_stays_delivered_when_the_spool_breaks_afterwards(tmp_path):
+    with IMReceiver("wecom") as receiver:
+        notifier, _clock = make_notifier(receiver, spool_dir=tmp_path)
+        real_post = notifier.sender.post
+
+        def deliver_then_break_the_spool(url, body, headers):
+            answer = real_post(url, body, headers)
+            (tmp_path / "queue" / "1-late.json").write_text("{torn")
+            return answer
+
+        notifier.sender.post = deliver_then_break_the_spool
+        result = notifier.run(Notification("m"), dedupe_key="k", dedupe_window=60)
+    assert result["delivered"] is True and len(receiver.messages) == 1
+    assert notifier.warnings, "the trouble with the spool is reported"
+
+
+def test_a_message_that_was_neither_sent_nor_spooled_gives_back_its_dedupe_claim(tmp_path):
+    with IMReceiver("teams") as receiver:
+        receiver.fail_next("server_error")
+        notifier, _clock = make_notifier(receiver, spool_dir=tmp_path, retries=0, on_undelivered="fail")
+        with pytest.raises(UndeliveredError):
+            notifier.run(Notification("m"), dedupe_key="k", dedupe_window=300)
+        retried = notifier.run(Notification("m"), dedupe_key="k", dedupe_window=300)
+    assert retried["delivered"] is True and retried["suppressed"] == 0

@@ -65,7 +65,7 @@ def test_store_round_trip_and_changed_only_when_offsets_move(tmp_path):
         assert store.save() is False
         store.files["1:2"] = {"path": "/var/log/a", "offset": 10, "fp": "f", "fp_len": 3}
         assert store.save() is True
-    assert oct(os.stat(state_dir).st_mode & 0o777) == oct(0o750)
+    assert oct(os.stat(state_dir).st_mode & 0o777) == oct(0o700)
     with log_offsets.OffsetStore(state_dir) as store:
         assert store.files["1:2"]["offset"] == 10
         assert store.save() is False
@@ -137,13 +137,13 @@ def test_a_failed_rename_keeps_the_previous_offsets(tmp_path, monkeypatch):
         store.files["1:2"] = {"path": "/var/log/a", "offset": 10, "fp": "f", "fp_len": 3}
         store.save()
 
-    def crash(*_args):
+    def crash(*_args, **_kwargs):
         raise OSError(5, "simulated crash before the rename")
 
     with log_offsets.OffsetStore(str(tmp_path)) as store:
         store.files["1:2"]["offset"] = 99
         monkeypatch.setattr(os, "rename", crash)
-        with pytest.raises(OSError, match="simulated"):
+        with pytest.raises(state_file.StateDirError, match="^state_dir: cannot write .*offsets.json .*simulated"):
             store.save()
     monkeypatch.undo()
     with log_offsets.OffsetStore(str(tmp_path)) as store:

@@ -44,14 +44,13 @@ def test_without_state_file_state_follows_ok():
 
 
 def one_run(path, outcomes, endpoints=None, healthy=2, unhealthy=3, save=True):
-    """One module run: load the file, record ``outcomes`` ({name: ok}), save."""
-    store = ProbeStateStore(str(path), healthy, unhealthy)
-    warning = store.load()
+    """One module run: record ``outcomes`` ({name: ok}) under the lock; ``save=False`` is check mode."""
+    store = ProbeStateStore(str(path), healthy, unhealthy, check_mode=not save)
     results = [dict(name=name, ok=ok) for name, ok in outcomes.items()]
-    store.apply(results, endpoints or dict((name, "http://%s/" % name) for name in outcomes))
-    if save:
-        store.save()
-    return dict((r["name"], (r["state"], r["transition"], r["consecutive_ok"], r["consecutive_fail"])) for r in results), warning
+    warnings = store.record(results, endpoints or dict((name, "http://%s/" % name) for name in outcomes))
+    assert len(warnings) <= 1
+    return (dict((r["name"], (r["state"], r["transition"], r["consecutive_ok"], r["consecutive_fail"])) for r in results),
+            warnings[0] if warnings else None)
 
 
 def test_counts_persist_between_runs(tmp_path):
@@ -63,7 +62,7 @@ def test_counts_persist_between_runs(tmp_path):
         ("down", None, 1, 0), ("up", "recovered", 2, 0)]
     saved = json.loads(path.read_text())
     assert saved["version"] == 1 and set(saved["targets"]) == {"api", "db"}  # db kept though absent from the last runs
-    assert oct(path.stat().st_mode & 0o777) == oct(0o640)
+    assert oct(path.stat().st_mode & 0o777) == oct(0o600)
 
 
 def test_unsaved_run_reports_transition_but_leaves_file(tmp_path):
@@ -86,7 +85,7 @@ def test_changed_endpoint_restarts_counts(tmp_path):
 
 @pytest.mark.parametrize("content, aside_prefix", [
     (b"{truncated", "probe_state.json.corrupt-"),
-    (b'{"offsets": {"a": 1}}', "probe_state.json.unknown-"),
+    (b'{"offsets": {"a": 1}}', "probe_state.json.corrupt-"),
 ])
 def test_unreadable_state_is_moved_aside_with_warning_and_run_continues(tmp_path, content, aside_prefix):
     path = tmp_path / "probe_state.json"
@@ -104,12 +103,17 @@ def test_thresholds_must_be_positive(tmp_path):
         ProbeStateStore(str(tmp_path / "s.json"), 0, 3)
 
 
-def test_unreadable_path_names_state_file(tmp_path):
+def test_a_folder_where_the_file_should_be_names_state_file(tmp_path):
     (tmp_path / "a_dir.json").mkdir()
     store = ProbeStateStore(str(tmp_path / "a_dir.json"))
-    with pytest.raises(StateDirError, match="^state_file: cannot read .*a_dir.json"):
-        store.load()
-    store = ProbeStateStore(str(tmp_path / "missing" / "probe_state.json"))
-    store.load()
-    with pytest.raises(StateDirError, match="^state_file: cannot write .*probe_state.json"):
-        store.save()
+    with pytest.raises(StateDirError, match="^state_file: .*a_dir.json is a folder where a file should be"):
+        store.preflight()
+    with pytest.raises(StateDirError, match="^state_file: .*a_dir.json is a folder where a file should be"):
+        store.record([dict(name="api", ok=True)], {"api": "http://api/"})
+
+
+def test_a_missing_folder_is_created_0700_and_not_in_check_mode(tmp_path):
+    ProbeStateStore(str(tmp_path / "checked" / "probe_state.json"), check_mode=True).preflight()
+    assert not (tmp_path / "checked").exists()
+    one_run(tmp_path / "made" / "probe_state.json", {"api": True})
+    assert oct((tmp_path / "made").stat().st_mode & 0o777) == oct(0o700)

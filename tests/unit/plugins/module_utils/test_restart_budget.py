@@ -40,11 +40,9 @@ def clock():
 
 def run(state_dir, clock, action, services, defaults=None, save=True):
     """One module call: load, operate, save when changed; returns (results, store)."""
-    store = RestartBudgetStore(str(state_dir), clock=clock)
-    store.load(read_only=not save)
-    results = run_operation(store, action, services, defaults or DEFAULTS)
-    if save and store.changed:
-        store.save()
+    store = RestartBudgetStore(str(state_dir), clock=clock, check_mode=not save)
+    with store:
+        results = run_operation(store, action, services, defaults or DEFAULTS)
     return results, store
 
 
