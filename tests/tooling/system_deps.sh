@@ -8,7 +8,7 @@ commands=(
   podman:podman runc:runc /usr/lib/podman/netavark:netavark /usr/lib/podman/aardvark-dns:aardvark-dns
   debootstrap:debootstrap newuidmap:uidmap slirp4netns:slirp4netns logrotate:logrotate fusermount:fuse3
   /usr/lib/x86_64-linux-gnu/libfuse.so.2:libfuse2 chromium:chromium nginx:nginx-light ssh:openssh-client
-  ssh-keygen:openssh-client shellcheck:shellcheck
+  ssh-keygen:openssh-client shellcheck:shellcheck systemd-analyze:systemd
 )
 packages=()
 for entry in "${commands[@]}"; do packages+=("${entry#*:}"); done

@@ -42,7 +42,8 @@ def called_commands():
                     source = handle.read()
                 for pattern in PATTERNS:
                     for match in pattern.finditer(source):
-                        called.setdefault(os.path.basename(match.group(1)), os.path.relpath(path, ROOT))
+                        if "%" not in match.group(1):  # a name built at run time, e.g. python%d.%d
+                            called.setdefault(os.path.basename(match.group(1)), os.path.relpath(path, ROOT))
     return called
 
 
