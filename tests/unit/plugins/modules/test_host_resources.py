@@ -1,8 +1,10 @@
 """The module run as Ansible runs it: a real process reading its arguments, printing its JSON result."""
 from __future__ import annotations
 
+import glob
 import json
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -20,7 +22,18 @@ MODULE = "ansible_collections.fleetops.health.plugins.modules.host_resources"
 # The oldest Python module code runs on: 3.8, or the oldest this ansible-core's module_utils accept on a
 # target (2.21 needs 3.9). tests/tooling/python_versions.sh puts pyenv's interpreters on PATH.
 OLDEST_TARGET = max((3, 8), _PY_MIN)
-OLDEST_PYTHON = shutil.which("python%d.%d" % OLDEST_TARGET)
+
+
+def _find_python(version):
+    """A real interpreter of ``version`` (pyenv's shims only work where pyenv selected that version)."""
+    name = "python%d.%d" % version
+    pyenv_root = os.environ.get("PYENV_ROOT") or os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".pyenv")
+    installed = sorted(glob.glob(os.path.join(pyenv_root, "versions", "%d.%d.*" % version, "bin", name)))
+    on_path = [path for path in [shutil.which(name)] if path and "/shims/" not in path]
+    return (on_path + installed or [None])[0]
+
+
+OLDEST_PYTHON = _find_python(OLDEST_TARGET)
 
 
 def run_module(tmp_path, args, python=sys.executable, python_flags=(), pythonpath=None):
