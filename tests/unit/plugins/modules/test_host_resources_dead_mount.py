@@ -32,15 +32,20 @@ def disks_by_mount(run):
 
 
 def test_dead_mount_costs_mount_timeout_and_the_next_run_too(tmp_path):
-    baseline = run_host_resources()
-    assert "error" not in disks_by_mount(baseline)["/"]
-    bound = baseline.elapsed + MOUNT_TIMEOUT + 1
+    def baseline():
+        run = run_host_resources()
+        assert "error" not in disks_by_mount(run)["/"]
+        return run.elapsed
+
+    before = baseline()
     with hung_fuse_mount(tmp_path) as mountpoint:
-        for attempt in ("first", "second"):
-            run = run_host_resources()
-            assert run.elapsed < bound, "%s run took %.1fs, bound %.1fs" % (attempt, run.elapsed, bound)
-            disks = disks_by_mount(run)
-            assert "no answer to statvfs within 2.0s" in disks[mountpoint]["error"]
-            assert "error" not in disks["/"] and disks["/"]["total"] > 0
-            # other fleetops_slowfs mounts may be up at the same time (other tests); every real disk is measured
-            assert not [mount for mount, disk in disks.items() if "error" in disk and disk["device"] != "fleetops_slowfs"]
+        runs = [run_host_resources() for _attempt in ("first", "second")]
+    # what starting Ansible costs on this machine now: the slower of a run without the mount before and after
+    bound = max(before, baseline()) + MOUNT_TIMEOUT + 1
+    for attempt, run in zip(("first", "second"), runs):
+        assert run.elapsed < bound, "%s run took %.1fs, bound %.1fs" % (attempt, run.elapsed, bound)
+        disks = disks_by_mount(run)
+        assert "no answer to statvfs within 2.0s" in disks[mountpoint]["error"]
+        assert "error" not in disks["/"] and disks["/"]["total"] > 0
+        # other fleetops_slowfs mounts may be up at the same time (other tests); every real disk is measured
+        assert not [mount for mount, disk in disks.items() if "error" in disk and disk["device"] != "fleetops_slowfs"]
