@@ -232,9 +232,12 @@ class LogScan(object):
         self._live_keys = set()
         self._read_whole = set()
         self._finished_keys = set()  # rotated files read to their end in this run
+        self._known_keys = _KnownKeys(self._finished_keys, store)
         self._rotated_names = set()  # paths of this run that are rotated names of another one (app.log.1)
+        self._listings = log_offsets.DirectoryListings()
 
     def run(self):
+        self._listings = log_offsets.DirectoryListings()
         # Who owned each path before this run: a rename seen at one path must not hide a rotation at another.
         self._owners = dict((entry["path"], key) for key, entry in self.store.files.items())
         paths = self._paths_to_check()
@@ -357,8 +360,10 @@ class LogScan(object):
         else:
             start = entry["offset"]
             skip_partial = bool(entry.get("skip_line"))
-            # Tracked while small: a size or first-bytes check may miss a copytruncate since then.
-            if log_offsets.has_weak_fingerprint(entry) and self._finish_copy(path, entry, result, fd) is not None:
+            # Tracked while small: a size or first-bytes check may miss a copytruncate since then. A file
+            # whose mtime has not moved since it was read was not truncated either, so it costs no search.
+            if (log_offsets.has_weak_fingerprint(entry) and entry.get("mtime_ns") != st.st_mtime_ns
+                    and self._finish_copy(path, entry, result, fd) is not None):
                 events.append("truncated")
                 start, skip_partial = 0, False
         end = size if budget is None else min(size, start + budget)
@@ -392,7 +397,7 @@ class LogScan(object):
         if owner in self._live_keys:
             return True, 0  # a glob matches its new name too: it is read there in this run
         entry = self.store.files[owner]
-        found = log_offsets.open_renamed(path, owner)
+        found = log_offsets.open_renamed(path, owner, self._listings)
         if found is None:
             self.warnings.append("%s: the file read there before is gone and no uncompressed rotated copy of it was "
                                  "found next to it; what was written to it after offset %d was not read"
@@ -435,7 +440,7 @@ class LogScan(object):
 
         Returns the copy's mtime (ns), or None when there is no copy.
         """
-        found = log_offsets.open_copy(path, entry, self._known_keys(), truncated_fd)
+        found = log_offsets.open_copy(path, entry, self._known_keys, truncated_fd, self._listings)
         if found is None:
             return None
         fd, _copy_path, st = found
@@ -452,14 +457,14 @@ class LogScan(object):
 
     def _read_later_generations(self, path, after_mtime_ns, result):
         """Rotations between two runs leave whole generations never seen (app.log.1 when we had app.log.2)."""
-        for generation in log_offsets.later_generations(path, after_mtime_ns, self._known_keys()):
+        for generation in log_offsets.later_generations(path, after_mtime_ns, self._known_keys, self._listings):
             try:
                 fd = os.open(generation, os.O_RDONLY | os.O_NONBLOCK)
             except OSError:
                 continue
             try:
                 st = os.fstat(fd)
-                if log_offsets.identity_key(st) in self._known_keys():
+                if log_offsets.identity_key(st) in self._known_keys:
                     continue  # replaced under that name since it was listed
                 result["bytes_scanned"] += scan_range(fd, 0, st.st_size, self.counter, False, True,
                                                       self.chunk_bytes, self.line_limit)[2]
@@ -467,8 +472,17 @@ class LogScan(object):
             finally:
                 os.close(fd)
 
-    def _known_keys(self):
-        return self._finished_keys | set(self.store.files)
+
+
+class _KnownKeys(object):
+    """Identities tracked in the store or finished in this run, as one ``in`` test without building a set per call."""
+
+    def __init__(self, finished_keys, store):
+        self._finished_keys = finished_keys
+        self._store = store
+
+    def __contains__(self, key):
+        return key in self._finished_keys or key in self._store.files
 
 
 def _is_rotated_name(path, paths):
