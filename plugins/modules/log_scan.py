@@ -93,6 +93,17 @@ options:
     description: Longest sample kept, in characters; longer lines are cut.
     type: int
     default: 500
+  time_budget:
+    description:
+      - Most seconds this run may spend scanning, from 0.1 to 3600. When it runs out the scan stops at a
+        line boundary, saves the offsets it reached and returns C(incomplete=true); the next run goes on
+        from there. The task ends within about this time plus one second.
+      - With the Python C(regex) module on the managed host (Debian/Ubuntu C(python3-regex)), one pattern
+        rule also gets at most 1 second on one line; such a line is skipped for that rule and listed in
+        C(rule_timeouts). Without it, patterns run on Python's C(re) and only this budget bounds them, so
+        a rule that backtracks without end on a line stops every run at that line until it is fixed.
+    type: float
+    default: 30
 extends_documentation_fragment:
   - fleetops.health.attributes
 attributes:
@@ -175,6 +186,21 @@ ansible_facts:
               description: Why this file could not be read, or null. Other files are still scanned.
               type: str
               sample: "cannot read /var/log/secure as uid 998: Permission denied (owner uid 0, mode 0600)"
+            incomplete:
+              description: O(time_budget) ran out before this file was read to its end (or before it was reached).
+              type: bool
+        incomplete:
+          description: O(time_budget) ran out; the files with C(incomplete) wait for the next run.
+          type: bool
+        regex_engine:
+          description: What runs the pattern rules, V(regex) (bounded per line) or V(re) (bounded by O(time_budget) only).
+          type: str
+          sample: regex
+        rule_timeouts:
+          description: Lines that took a rule more than 1 second and were skipped for it (the first 20).
+          type: list
+          elements: dict
+          sample: [{"rule": "nested", "path": "/var/log/app.log", "offset": 4096}]
         rules:
           description: Per rule name, the lines that matched in this run.
           type: dict
@@ -225,6 +251,7 @@ def main():
             max_bytes=dict(type="int", default=0),
             samples=dict(type="int", default=5),
             sample_max_len=dict(type="int", default=500),
+            time_budget=dict(type="float", default=30.0),
         ),
         supports_check_mode=True,
     )
@@ -232,6 +259,9 @@ def main():
     for option in ("max_bytes", "samples", "sample_max_len"):
         if params[option] < 0:
             module.fail_json(msg="%s: must be 0 or more, got %d" % (option, params[option]))
+    if not log_scanner.TIME_BUDGET_MIN <= params["time_budget"] <= log_scanner.TIME_BUDGET_MAX:
+        module.fail_json(msg="time_budget: must be from %s to %s seconds, got %s"
+                         % (log_scanner.TIME_BUDGET_MIN, log_scanner.TIME_BUDGET_MAX, params["time_budget"]))
     try:
         rules = log_scanner.compile_rules(params["rules"])
     except log_scanner.RuleError as exc:
@@ -242,7 +272,8 @@ def main():
     try:
         with store:
             scan = log_scanner.LogScan([os.path.abspath(path) for path in params["paths"]], counter, store,
-                                       params["start_at"], params["max_bytes"] or None)
+                                       params["start_at"], params["max_bytes"] or None,
+                                       time_budget=params["time_budget"])
             facts = scan.run()
             changed = store.save()
     except state_file.StateDirError as exc:
