@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
+import bisect
 import errno
 import hashlib
 import os
-import re
 import stat
 import time
 
@@ -36,6 +36,9 @@ STATE_VERSION = 1
 FORGET_PATHS_AFTER_SECONDS = 90 * 86400
 # Rotated names that are compressed cannot be read as text; logrotate's delaycompress keeps .1 plain.
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".Z", ".zip")
+# A directory listed this soon after its last change may have changed again within the same timestamp
+# tick, so that listing is not reused (the "racy git" rule).
+LISTING_TRUST_AFTER_NS = 1000 * 1000 * 1000
 
 SCHEMA = StateSchema(
     STATE_VERSION,
@@ -79,17 +82,52 @@ def refresh_fingerprint(fd, entry, size, reset=False):
         entry["fp"] = fingerprint(fd, fp_len) or ""
 
 
-def rotation_candidates(path):
-    """``(path, stat)`` of plain files next to ``path`` that logrotate may have made of it: ``app.log.1``, ``app.log-20260101``."""
+class DirectoryListings(object):
+    """The sorted names of each directory, listed once per run and again only after the directory changed.
+
+    Looking for rotated copies used to list the whole directory once per file, so a run over N small logs
+    in one directory read N listings of N names. A listing is kept while the directory's mtime stays the
+    same, and names with a given prefix are found by bisection, so each look-up costs one stat of the
+    directory and O(log N) plus what it finds.
+    """
+
+    def __init__(self):
+        self._listings = {}  # directory -> (its mtime_ns when listed, sorted names)
+
+    def names_starting_with(self, directory, prefixes):
+        try:
+            mtime_ns = os.stat(directory).st_mtime_ns
+        except OSError:
+            return []
+        cached = self._listings.get(directory)
+        if cached is not None and cached[0] == mtime_ns:
+            names = cached[1]
+        else:
+            try:
+                names = sorted(os.listdir(directory))
+            except OSError:
+                return []
+            if time.time_ns() - mtime_ns > LISTING_TRUST_AFTER_NS:
+                self._listings[directory] = (mtime_ns, names)
+        found = []
+        for prefix in prefixes:
+            index = bisect.bisect_left(names, prefix)
+            while index < len(names) and names[index].startswith(prefix):
+                found.append(names[index])
+                index += 1
+        return sorted(found)
+
+
+def rotation_candidates(path, listings=None):
+    """``(path, stat)`` of plain files next to ``path`` that logrotate may have made of it: ``app.log.1``, ``app.log-20260101``.
+
+    ``listings`` (a DirectoryListings) lets the look-ups of one run share each directory's listing.
+    """
     directory, base = os.path.split(path)
-    try:
-        names = os.listdir(directory or ".")
-    except OSError:
-        return []
-    prefix = re.compile(r"^%s[.-]" % re.escape(base))
+    listings = listings or DirectoryListings()
     candidates = []
-    for name in sorted(names):
-        if prefix.match(name) and not name.endswith(COMPRESSED_SUFFIXES):
+    for name in listings.names_starting_with(directory or ".", (base + ".", base + "-")):
+        if not name.endswith(COMPRESSED_SUFFIXES):
             candidate = os.path.join(directory, name)
             try:
                 st = os.stat(candidate)
@@ -114,9 +152,9 @@ def _open_first(candidates, wanted):
     return None
 
 
-def open_renamed(path, key):
+def open_renamed(path, key, listings=None):
     """The file tracked at ``path`` under its rotated name (same identity; the caller checks its first bytes)."""
-    return _open_first(rotation_candidates(path), lambda fd, st: identity_key(st) == key)
+    return _open_first(rotation_candidates(path, listings), lambda fd, st: identity_key(st) == key)
 
 
 def has_weak_fingerprint(entry):
@@ -124,7 +162,7 @@ def has_weak_fingerprint(entry):
     return entry["fp_len"] < FINGERPRINT_BYTES
 
 
-def open_copy(path, entry, known_keys, truncated_fd):
+def open_copy(path, entry, known_keys, truncated_fd, listings=None):
     """After copytruncate: the copy that holds the tracked file's content past its saved offset.
 
     A copy is made before its file is truncated, so it is not newer than that file (``truncated_fd``); a
@@ -146,14 +184,15 @@ def open_copy(path, entry, known_keys, truncated_fd):
         return (bool(head) and st.st_mtime_ns > entry.get("mtime_ns", 0)
                 and os.pread(truncated_fd, len(head), 0) != head)
 
-    candidates = sorted(rotation_candidates(path), key=lambda item: item[1].st_mtime_ns, reverse=not weak)
+    candidates = sorted(rotation_candidates(path, listings), key=lambda item: item[1].st_mtime_ns, reverse=not weak)
     return _open_first(candidates, is_copy)
 
 
-def later_generations(path, after_mtime_ns, known_keys):
+def later_generations(path, after_mtime_ns, known_keys, listings=None):
     """Rotated files written after ``after_mtime_ns`` that were never tracked: rotations that happened
     between two runs. Oldest first."""
-    return [candidate for candidate, st in sorted(rotation_candidates(path), key=lambda item: item[1].st_mtime_ns)
+    return [candidate for candidate, st in sorted(rotation_candidates(path, listings),
+                                                  key=lambda item: item[1].st_mtime_ns)
             if st.st_mtime_ns > after_mtime_ns and identity_key(st) not in known_keys]
 
 

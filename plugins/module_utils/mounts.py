@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+import json
 import os
-import stat
-import threading
+import selectors
+import subprocess
+import sys
 import time
 
 # Pseudo and image filesystems: they say nothing about free space an operator can act on.
@@ -29,7 +31,7 @@ def parse_mounts(text, exclude_fstypes=DEFAULT_EXCLUDE_FSTYPES):
     ``/`` is kept whatever its type: inside a container it is the overlay that holds the container's
     files, while other overlay mounts are the per-container layers a container host is full of.
     Bind mounts of one device stay in the list here; ``measure_mounts`` drops them once it knows which
-    of them are files (statting a mount point can hang, so that happens in its worker threads).
+    of them are files (statting a mount point can hang, so that happens in its helper process).
     """
     excluded = set(exclude_fstypes)
     seen_mounts = set()
@@ -62,54 +64,108 @@ def usage_from_statvfs(st):
     }
 
 
-class _StatvfsWorker(threading.Thread):
-    """stat and statvfs of one mount point in a daemon thread: if the mount hangs, the thread is abandoned."""
+# The statvfs helper runs in its own process. A thread stuck in statvfs on a dead NFS or FUSE mount is
+# in uninterruptible sleep: it cannot be killed, and it keeps the whole process alive and every file
+# descriptor of that process open, Ansible's stdout and stderr pipes included, so Ansible would wait for
+# it forever (ansible/ansible#25046). A helper process that has none of our descriptors can be killed
+# and abandoned instead; if it is stuck in the kernel it only holds its own pipe to us.
+_STATVFS_HELPER = r"""
+import json, os, stat, sys, threading
+lock = threading.Lock()
+def measure(index, path):
+    try:
+        # container engines bind-mount single files (/etc/resolv.conf, /etc/hosts): not filesystems
+        if stat.S_ISDIR(os.stat(path).st_mode):
+            answer = [index, "dir", list(os.statvfs(path))]
+        else:
+            answer = [index, "file", None]
+    except OSError as exc:
+        answer = [index, "error", "statvfs failed: %s" % (exc.strerror or exc)]
+    with lock:
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+for index, path in enumerate(sys.argv[1:]):
+    threading.Thread(target=measure, args=(index, path)).start()
+"""
 
-    def __init__(self, path):
-        super(_StatvfsWorker, self).__init__(name="statvfs %s" % path)
-        self.daemon = True
-        self.path = path
-        self.is_directory = True
-        self.result = None
-        self.error = None
 
-    def run(self):
-        try:
-            # container engines bind-mount single files (/etc/resolv.conf, /etc/hosts): not filesystems
-            self.is_directory = stat.S_ISDIR(os.stat(self.path).st_mode)
-            if self.is_directory:
-                self.result = os.statvfs(self.path)
-        except OSError as exc:
-            self.error = "statvfs failed: %s" % (exc.strerror or exc)
+def _start_statvfs_helper(paths):
+    # -I -S: the standard library only, nothing from the environment or the current directory; cwd "/"
+    # so that starting cannot touch a hung mount. stdin and stderr go to /dev/null and close_fds drops
+    # everything else: the helper holds no descriptor of ours but the pipe it answers on.
+    return subprocess.Popen([sys.executable, "-I", "-S", "-c", _STATVFS_HELPER] + list(paths),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            close_fds=True, cwd="/")
+
+
+def _read_answers(helper, count, deadline):
+    """``{index: (kind, payload)}`` for the mounts that answered before the deadline."""
+    answers = {}
+    pending = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(helper.stdout, selectors.EVENT_READ)
+        while len(answers) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                break
+            chunk = os.read(helper.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                index, kind, payload = json.loads(line.decode("utf-8"))
+                answers[index] = (kind, payload)
+    return answers
+
+
+def _abandon(helper):
+    """Kill the helper; if a statvfs keeps it in the kernel, leave it to init (it holds nothing of ours)."""
+    if helper.poll() is None:
+        helper.kill()
+    helper.stdout.close()
+    try:
+        helper.wait(0.05)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def measure_mounts(mounts, timeout):
     """statvfs every mount in parallel; the whole call returns within about ``timeout`` seconds.
 
-    Each mount gets the same deadline, so N hung mounts cost ``timeout``, not N times it. Mount points
-    that are files are left out, and a block device mounted at several directories (bind mounts) is
-    listed once, at its first one.
+    Each mount gets the same deadline, so N hung mounts cost ``timeout``, not N times it. The work is
+    done by a helper process that is killed and abandoned at the deadline, so a mount stuck in the
+    kernel cannot keep this process from exiting either. Mount points that are files are left out, and
+    a block device mounted at several directories (bind mounts) is listed once, at its first one.
     """
-    workers = [_StatvfsWorker(entry["mount"]) for entry in mounts]
-    for worker in workers:
-        worker.start()
+    if not mounts:
+        return []
     deadline = time.monotonic() + timeout
+    try:
+        helper = _start_statvfs_helper(entry["mount"] for entry in mounts)
+    except OSError as exc:
+        return [dict(entry, error="cannot start the statvfs helper %s: %s" % (sys.executable, exc.strerror or exc))
+                for entry in mounts]
+    try:
+        answers = _read_answers(helper, len(mounts), deadline)
+    finally:
+        _abandon(helper)
     disks = []
     seen_devices = set()
-    for entry, worker in zip(mounts, workers):
-        worker.join(max(0.0, deadline - time.monotonic()))
+    for index, entry in enumerate(mounts):
+        kind, payload = answers.get(index, ("hung", None))
         disk = dict(entry)
-        if worker.is_alive():
+        if kind == "hung":
             disk["error"] = "no answer to statvfs within %ss (hung network or FUSE mount?)" % timeout
-        elif worker.error:
-            disk["error"] = worker.error
-        elif not worker.is_directory:
+        elif kind == "error":
+            disk["error"] = payload
+        elif kind == "file":
             continue
         else:
             if entry["device"].startswith("/"):
                 if entry["device"] in seen_devices:
                     continue
                 seen_devices.add(entry["device"])
-            disk.update(usage_from_statvfs(worker.result))
+            disk.update(usage_from_statvfs(os.statvfs_result(payload)))
         disks.append(disk)
     return disks

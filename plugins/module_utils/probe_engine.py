@@ -3,9 +3,10 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run HTTP, TCP and TLS probes concurrently on one asyncio loop, bounded by a semaphore and a deadline.
 
-HTTP goes through aiohttp when it is importable, else through http.client in a thread pool; TCP and
-TLS use asyncio streams and ssl. Each probe returns one flat result dict; nothing here raises for a
-failing endpoint.
+HTTP goes through aiohttp when it is importable, else through http.client in threads; TCP and TLS
+use asyncio streams and ssl. Each probe returns one flat result dict; nothing here raises for a
+failing endpoint. ``deadline`` bounds the wall clock of ``run()`` and of the process after it: no
+thread is left that the interpreter would wait for at exit.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import datetime
 import math
 import socket
 import ssl
+import threading
 import time
 
 from ansible.module_utils.six.moves import http_client
@@ -215,6 +217,71 @@ async def read_body(stream):
     return b"".join(chunks)
 
 
+class AbandonableExecutor(concurrent.futures.ThreadPoolExecutor):
+    """Runs each call in a daemon thread of its own, which nothing waits for.
+
+    A ThreadPoolExecutor's workers are joined when the interpreter exits, so one thread blocked in a read
+    that a server feeds a byte a second, or in a name lookup that hangs, keeps the process alive long
+    after the results are final. Daemon threads are abandoned at exit instead. This is a
+    ThreadPoolExecutor only because asyncio takes nothing else as a loop's default executor; the
+    engine's concurrency gate bounds how many calls run at once.
+    """
+
+    def __init__(self):
+        super(AbandonableExecutor, self).__init__(max_workers=1)
+
+    def submit(self, fn, *args, **kwargs):  # pylint: disable=arguments-differ
+        future = concurrent.futures.Future()
+
+        def call():
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # handed to the waiting coroutine, as a pool worker does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        threading.Thread(target=call, name="probe-call", daemon=True).start()
+        return future
+
+    def shutdown(self, wait=True, *args, **kwargs):  # pylint: disable=arguments-differ,keyword-arg-before-vararg
+        """Nothing to join or stop: the threads are daemons."""
+
+
+class StdlibAttempt(object):
+    """The connection one stdlib attempt is using, so that the loop can cut it at the attempt's end.
+
+    http.client's timeout bounds each socket operation, not the request: a server that sends a byte a
+    second never trips it. When the attempt's time is up, the loop shuts the socket down under the
+    thread, whose blocked read then returns at once.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._connection = None
+        self._ended = False
+
+    def use(self, connection):
+        """Register a connected connection; raise socket.timeout if the attempt has already ended."""
+        with self._lock:
+            if self._ended:
+                raise socket.timeout("timed out")
+            self._connection = connection
+
+    def end(self):
+        with self._lock:
+            self._ended = True
+            sock = self._connection.sock if self._connection is not None else None
+        if sock is not None:
+            try:
+                # the plain socket's shutdown: SSLSocket.shutdown would also drop its SSL state under the thread
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the thread itself
+
+
 if aiohttp is not None:
     class CertRecordingResponse(aiohttp.ClientResponse):
         """Keeps the peer certificate: aiohttp hands a small answer's connection back before we can look."""
@@ -240,10 +307,11 @@ class ProbeEngine(object):
         self._ssl_contexts = {}
         self._deadline_at = None
         self._session = None
-        self._executor = None
 
     def run(self, targets):
         loop = asyncio.new_event_loop()
+        # name lookups (both engines) and stdlib HTTP run in the loop's default executor
+        loop.set_default_executor(AbandonableExecutor())
         try:
             results = loop.run_until_complete(self._run_all(targets))
         finally:
@@ -258,8 +326,6 @@ class ProbeEngine(object):
                 connector=aiohttp.TCPConnector(limit=0, force_close=True), response_class=CertRecordingResponse,
                 # Targets are independent: no cookie one sets may reach another.
                 cookie_jar=aiohttp.DummyCookieJar(), headers=DEFAULT_HEADERS, auto_decompress=False)
-        else:
-            self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency)
         tasks = [asyncio.ensure_future(self._gated(gate, target)) for target in targets]
         try:
             _done, pending = await asyncio.wait(tasks, timeout=self.deadline) if tasks else (set(), set())
@@ -270,9 +336,6 @@ class ProbeEngine(object):
         finally:
             if self._session is not None:
                 await self._session.close()
-            if self._executor is not None:
-                # Running threads end by themselves: their socket timeouts never pass the deadline.
-                self._executor.shutdown(wait=False)
         results = []
         for target, task in zip(targets, tasks):
             if task.cancelled():
@@ -305,8 +368,7 @@ class ProbeEngine(object):
                 if self.http_engine == ENGINE_AIOHTTP:
                     code, body, der = await self._http_aiohttp(target, timeout)
                 else:
-                    code, body, der = await asyncio.get_running_loop().run_in_executor(
-                        self._executor, self._http_stdlib, target, timeout)
+                    code, body, der = await self._http_stdlib_bounded(target, timeout)
             else:
                 code, body, der = None, None, await asyncio.wait_for(self._connect(target), timeout)
         except asyncio.CancelledError:
@@ -361,7 +423,17 @@ class ProbeEngine(object):
             body = await read_body(response.content) if target.body_pattern is not None else None
             return response.status, body, response.peer_cert_der
 
-    def _http_stdlib(self, target, timeout):
+    async def _http_stdlib_bounded(self, target, timeout):
+        """The stdlib request in a thread, ended at ``timeout`` in all, as aiohttp's total timeout does."""
+        attempt = StdlibAttempt()
+        try:
+            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
+                None, self._http_stdlib, target, timeout, attempt), timeout)
+        finally:
+            # timed out, cancelled at the deadline, or done: the thread must not read on
+            attempt.end()
+
+    def _http_stdlib(self, target, timeout, attempt):
         """Blocking HTTP with http.client, following redirects by hand as http.client does not."""
         options = target.options
         url, method, body = target.url, options["method"], options["body"]
@@ -374,6 +446,7 @@ class ProbeEngine(object):
                 connection = http_client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
             try:
                 connection.connect()
+                attempt.use(connection)
                 # Read the certificate now: http.client drops the socket once a closing answer arrives.
                 der = connection.sock.getpeercert(binary_form=True) if parts.scheme == "https" else None
                 path = parts.path or "/"

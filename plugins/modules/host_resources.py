@@ -16,8 +16,10 @@ description:
     weighted load score and an C(ok)/C(warn)/C(crit) verdict with the reasons behind it.
   - Rates come from two counter samples O(window) seconds apart. The sections that need no second
     sample are read inside the window, so the window is not dead time.
-  - Every mount is measured with statvfs in a worker thread that is abandoned after O(mount_timeout),
-    so a hung NFS or FUSE mount costs at most O(mount_timeout) and shows as an C(error) for that mount.
+  - Every mount is measured with statvfs in a helper process that is killed and abandoned after
+    O(mount_timeout), so a hung NFS or FUSE mount costs at most O(mount_timeout) and shows as an C(error)
+    for that mount. The helper holds none of the module's pipes, so a statvfs stuck in the kernel cannot
+    keep the module's process, or Ansible waiting for it, from finishing.
   - A host without systemd, a missing C(/proc) file or an unreadable cgroup becomes an entry with
     C(error) in its section; the module does not fail for it.
   - Never reports C(changed).

@@ -80,7 +80,7 @@ options:
   lock_timeout:
     description:
       - Seconds to wait for another run that holds the lock of O(state_dir) before failing with an error that
-        names the lock file and, when it can tell, the process holding it.
+        names the lock file and, when it can tell, the process holding it. From 0 to 3600.
     type: float
     default: 60
   start_at:
@@ -105,6 +105,17 @@ options:
     description: Longest sample kept, in characters; longer lines are cut.
     type: int
     default: 500
+  time_budget:
+    description:
+      - Most seconds this run may spend scanning, from 0.1 to 3600. When it runs out the scan stops at a
+        line boundary, saves the offsets it reached and returns C(incomplete=true); the next run goes on
+        from there. The task ends within about this time plus one second.
+      - With the Python C(regex) module on the managed host (Debian/Ubuntu C(python3-regex)), one pattern
+        rule also gets at most 1 second on one line; such a line is skipped for that rule and listed in
+        C(rule_timeouts). Without it, patterns run on Python's C(re) and only this budget bounds them, so
+        a rule that backtracks without end on a line stops every run at that line until it is fixed.
+    type: float
+    default: 30
 extends_documentation_fragment:
   - fleetops.health.attributes
 attributes:
@@ -188,6 +199,21 @@ ansible_facts:
               description: Why this file could not be read, or null. Other files are still scanned.
               type: str
               sample: "cannot read /var/log/secure as uid 998: Permission denied (owner uid 0, mode 0600)"
+            incomplete:
+              description: O(time_budget) ran out before this file was read to its end (or before it was reached).
+              type: bool
+        incomplete:
+          description: O(time_budget) ran out; the files with C(incomplete) wait for the next run.
+          type: bool
+        regex_engine:
+          description: What runs the pattern rules, V(regex) (bounded per line) or V(re) (bounded by O(time_budget) only).
+          type: str
+          sample: regex
+        rule_timeouts:
+          description: Lines that took a rule more than 1 second and were skipped for it (the first 20).
+          type: list
+          elements: dict
+          sample: [{"rule": "nested", "path": "/var/log/app.log", "offset": 4096}]
         rules:
           description: Per rule name, the lines that matched in this run.
           type: dict
@@ -217,6 +243,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleetops.health.plugins.module_utils import log_offsets, log_scanner, state_file
+from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
 
 
 def main():
@@ -239,6 +266,7 @@ def main():
             max_bytes=dict(type="int", default=0),
             samples=dict(type="int", default=5),
             sample_max_len=dict(type="int", default=500),
+            time_budget=dict(type="float", default=30.0),
         ),
         supports_check_mode=True,
     )
@@ -246,8 +274,12 @@ def main():
     for option in ("max_bytes", "samples", "sample_max_len"):
         if params[option] < 0:
             module.fail_json(msg="%s: must be 0 or more, got %d" % (option, params[option]))
-    if params["lock_timeout"] < 0:
-        module.fail_json(msg="lock_timeout: must be 0 or more seconds, got %g" % params["lock_timeout"])
+    try:
+        check_number(params["lock_timeout"], "lock_timeout", minimum=0, maximum=3600)
+        check_number(params["time_budget"], "time_budget", minimum=log_scanner.TIME_BUDGET_MIN,
+                     maximum=log_scanner.TIME_BUDGET_MAX)
+    except OptionError as exc:
+        module.fail_json(msg=str(exc))
     try:
         rules = log_scanner.compile_rules(params["rules"])
     except log_scanner.RuleError as exc:
@@ -259,7 +291,8 @@ def main():
     try:
         with store:
             scan = log_scanner.LogScan([os.path.abspath(path) for path in params["paths"]], counter, store,
-                                       params["start_at"], params["max_bytes"] or None)
+                                       params["start_at"], params["max_bytes"] or None,
+                                       time_budget=params["time_budget"])
             facts = scan.run()
             changed = store.save()
     except state_file.StateDirError as exc:

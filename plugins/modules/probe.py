@@ -90,7 +90,7 @@ options:
         description: A regular expression the response body (its first MiB) must match.
         type: str
       timeout:
-        description: Seconds for one attempt, above 0 and at most 3600. Default V(5).
+        description: Seconds for one attempt in all (connect, headers and body), above 0 and at most 3600, never beyond O(deadline). Default V(5).
         type: float
       retries:
         description: Extra attempts after a failed one, made at once, 0 to 10. Default V(0).
@@ -124,10 +124,10 @@ options:
     default: 200
   deadline:
     description:
-      - Seconds the whole call may take, above 0 and at most 86400. Targets not finished by then get
-        C(error_kind=timeout).
-      - Name lookups run in threads that cannot be interrupted, so a resolver that hangs may keep the
-        module process alive up to the system resolver's own timeout after the results are final.
+      - Seconds the whole call may take (above 0, at most 86400), the module's process included, on both engines. Targets not
+        finished by then get C(error_kind=timeout). Blocking work (name lookups, stdlib HTTP) runs in
+        daemon threads that are abandoned at the deadline, so neither a resolver that hangs nor a server
+        that sends a byte a second keeps the process alive after the results are final.
     type: float
     default: 60
   http_engine:

@@ -46,6 +46,34 @@ def test_rotation_candidates_are_plain_uncompressed_siblings(tmp_path):
     assert names == ["app.log-20261125", "app.log.1"]
 
 
+def test_directory_listings_are_reused_until_the_directory_changes_and_never_when_just_changed(tmp_path):
+    for name in ["app.log", "app.log.1", "other.log.1"]:
+        (tmp_path / name).write_text("x\n")
+    listings = log_offsets.DirectoryListings()
+    directory = str(tmp_path)
+
+    def rotated_names():
+        return [os.path.basename(path) for path, _st in log_offsets.rotation_candidates(str(tmp_path / "app.log"),
+                                                                                       listings)]
+
+    # Listed just after a change: a second change in the same timestamp tick would leave the mtime as it
+    # is, so this listing must not be reused even when the mtime looks the same.
+    before = os.stat(directory).st_mtime_ns
+    assert rotated_names() == ["app.log.1"]
+    (tmp_path / "app.log.2").write_text("x\n")
+    os.utime(directory, ns=(before, before))
+    assert rotated_names() == ["app.log.1", "app.log.2"]
+    # An old listing is reused while the mtime stays (one listing per run), and redone once it moves.
+    long_ago = time.time_ns() - 10 * 10 ** 9
+    os.utime(directory, ns=(long_ago, long_ago))
+    assert rotated_names() == ["app.log.1", "app.log.2"]
+    os.unlink(str(tmp_path / "app.log.2"))
+    os.utime(directory, ns=(long_ago, long_ago))
+    assert listings.names_starting_with(directory, ("app.log.",)) == ["app.log.1", "app.log.2"]  # reused
+    (tmp_path / "app.log-20261125").write_text("x\n")
+    assert rotated_names() == ["app.log-20261125", "app.log.1"]
+
+
 def test_open_renamed_finds_the_same_identity_under_a_rotated_name(tmp_path):
     log = tmp_path / "app.log"
     log.write_text("line one\n")

@@ -498,6 +498,33 @@ def test_lines_appended_during_a_scan_are_counted_by_the_next_run_only(tmp_path)
     assert writes >= 2 and errors(rig.scan()) == writes
 
 
+def test_many_small_logs_cost_no_listing_when_unchanged_and_one_per_directory_when_changed(tmp_path, monkeypatch):
+    """The copytruncate search used to list the folder once per small file: quadratic in the number of files."""
+    rig = LogRig(tmp_path)
+    for index in range(300):
+        (rig.dir / ("app%03d.log" % index)).write_text("ERROR %d\n" % index)
+    pattern = str(rig.dir / "app*.log")
+    assert errors(rig.scan([pattern])) == 300
+    listed = []
+    real_listdir = os.listdir
+
+    def counting_listdir(path="."):
+        listed.append(str(path))
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", counting_listdir)
+    unchanged = rig.scan([pattern])
+    assert errors(unchanged) == 0 and listed.count(str(rig.dir)) == 0
+    for index in range(300):
+        with open(str(rig.dir / ("app%03d.log" % index)), "a") as handle:
+            handle.write("ERROR again\n")
+    # a folder changed within the last second is listed anew each time (see LISTING_TRUST_AFTER_NS)
+    long_ago = time.time_ns() - 10 * 10 ** 9
+    os.utime(str(rig.dir), ns=(long_ago, long_ago))
+    appended = rig.scan([pattern])
+    assert errors(appended) == 300 and listed.count(str(rig.dir)) == 1
+
+
 def test_inode_reused_by_another_file_is_treated_as_new(tmp_path):
     rig = LogRig(tmp_path)
     rig.append("ERROR 1\nERROR 2\n")

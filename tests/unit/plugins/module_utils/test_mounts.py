@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
 
 from ansible_collections.fleetops.health.plugins.module_utils import collectors
 from ansible_collections.fleetops.health.plugins.module_utils import mounts
+from ansible_collections.fleetops.health.tests.unit.fuse_mounts import hung_fuse_mount
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "host_resources")
 
@@ -88,55 +86,11 @@ def test_measure_missing_mount_is_error_entry(tmp_path):
     assert disk["error"].startswith("statvfs failed: No such file")
 
 
-SLOW_FS = textwrap.dedent("""
-    import errno, stat, sys, time
-    from fuse import FUSE, FuseOSError, Operations
-
-    class SlowStatfs(Operations):
-        def getattr(self, path, fh=None):
-            if path == "/":
-                return dict(st_mode=stat.S_IFDIR | 0o755, st_nlink=2)
-            raise FuseOSError(errno.ENOENT)
-
-        def readdir(self, path, fh):
-            return [".", ".."]
-
-        def statfs(self, path):
-            time.sleep(float(sys.argv[2]))  # a dead NFS server, as seen by statvfs
-            return dict(f_bsize=4096, f_frsize=4096, f_blocks=100, f_bfree=50, f_bavail=50, f_files=10, f_ffree=5)
-
-    FUSE(SlowStatfs(), sys.argv[1], foreground=True, fsname="fleetops_slowfs")
-""")
-
-
-def is_mounted(mountpoint):
-    with open("/proc/self/mounts") as handle:
-        return " %s fuse" % mountpoint in handle.read()
-
-
 @pytest.fixture
 def hung_mount(tmp_path):
-    """A FUSE mount (fusepy, libfuse2) whose statfs sleeps 30 s."""
-    pytest.importorskip("fuse", reason="fusepy (requirements/test.txt) is needed for the hung-mount test")
-    if not os.path.exists("/dev/fuse") or not shutil.which("fusermount"):
-        pytest.skip("no /dev/fuse or fusermount on this machine")
-    mountpoint = tmp_path / "hung"
-    mountpoint.mkdir()
-    script = tmp_path / "slowfs.py"
-    script.write_text(SLOW_FS)
-    server = subprocess.Popen([sys.executable, str(script), str(mountpoint), "30"])
-    try:
-        deadline = time.monotonic() + 5
-        while not is_mounted(mountpoint):
-            if time.monotonic() > deadline:
-                pytest.fail("FUSE mount did not appear")
-            time.sleep(0.05)
-        yield str(mountpoint)
-    finally:
-        # killing the server aborts the pending statfs, so abandoned threads return too
-        server.kill()
-        server.wait()
-        subprocess.run(["fusermount", "-u", "-z", str(mountpoint)], stderr=subprocess.DEVNULL, check=False)
+    """A FUSE mount whose statfs sleeps 30 s."""
+    with hung_fuse_mount(tmp_path, statfs_delay=30) as mountpoint:
+        yield mountpoint
 
 
 def test_hung_mount_costs_at_most_mount_timeout(hung_mount):

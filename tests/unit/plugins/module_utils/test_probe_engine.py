@@ -52,6 +52,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif self.path == "/slow":
             time.sleep(SLOW_SECONDS)
             self._answer(200)
+        elif self.path == "/dribble":
+            # every read gets a byte in time, so only a bound on the whole attempt ends it
+            self.send_response(200)
+            self.send_header("Content-Length", "20")
+            self.end_headers()
+            for _byte in range(20):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.5)
         elif self.path.startswith("/delay"):
             time.sleep(0.2)
             self._answer(200)
@@ -184,6 +193,14 @@ def test_slow_answer_times_out(http_base, engine):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_timeout_bounds_the_whole_attempt_against_a_dribbling_body(http_base, engine):
+    started = time.monotonic()
+    result, = probe(engine, dict(name="dribble", url=http_base + "/dribble", body_regex="x{20}", timeout=1))
+    assert result["error_kind"] == "timeout", result
+    assert time.monotonic() - started < 1.8  # the body alone takes 10 s, each byte within the 1 s timeout
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_refused_and_dns(engine, closed_port):
     results = probe(engine,
                     dict(name="http-refused", url="http://127.0.0.1:%d/" % closed_port),
@@ -294,6 +311,27 @@ def test_fd_budget_raises_soft_limit_or_lowers_concurrency():
                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))).stdout.splitlines()
     assert output[0] == "(200, None) 264"
     assert output[1].startswith("(86, 'concurrency 200 needs 264 open files but the limit is 150")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_hanging_name_lookup_does_not_hold_the_process_past_the_deadline(engine):
+    """A resolver that never answers: the results come at the deadline and the process exits right after."""
+    script = ("import socket, sys, threading, time\n"
+              "from ansible_collections.fleetops.health.plugins.module_utils.probe_engine import ProbeEngine\n"
+              "from ansible_collections.fleetops.health.plugins.module_utils.probe_targets import build_targets\n"
+              "# after the imports: ansible's own import-time check calls getaddrinfo\n"
+              "socket.getaddrinfo = lambda *args, **kwargs: threading.Event().wait(60)\n"
+              "targets, _secrets = build_targets([dict(name='web', url='http://hangs.example/'),\n"
+              "                                   dict(name='db', tcp='hangs.example:5432')])\n"
+              "started = time.monotonic()\n"
+              "results, _warnings = ProbeEngine(sys.argv[1], deadline=1).run(targets)\n"
+              "print(round(time.monotonic() - started, 1), [result['error_kind'] for result in results])\n")
+    started = time.monotonic()
+    output = subprocess.run([sys.executable, "-c", script, engine], check=True, capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), timeout=30).stdout
+    # a joined lookup thread would hold the exit for the 60 s it sleeps
+    assert time.monotonic() - started < 4, output
+    assert output.split(" ", 1)[1].strip() == "['timeout', 'timeout']", output
 
 
 def test_auto_engine_falls_back_to_stdlib_without_aiohttp():

@@ -110,7 +110,8 @@ def test_first_run_reports_the_file_as_new_and_counts_nothing_old(runs):
     assert results["first"]["changed"] is True
     assert facts["total_matches"] == 0 and facts["highest_severity"] == "none"
     by_path = dict((item["path"], item) for item in facts["files"])
-    assert by_path[log] == {"path": log, "bytes_scanned": 0, "backlog_bytes": 0, "events": ["new"], "error": None}
+    assert by_path[log] == {"path": log, "bytes_scanned": 0, "backlog_bytes": 0, "events": ["new"], "error": None,
+                            "incomplete": False}
     assert by_path[os.path.join(os.path.dirname(log), "missing.log")]["events"] == ["missing"]
     assert len(facts["files"]) == 2  # the glob's match is the same file, listed once
 
