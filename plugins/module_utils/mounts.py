@@ -92,8 +92,9 @@ for index, path in enumerate(sys.argv[1:]):
 def _start_statvfs_helper(paths):
     # -I -S: the standard library only, nothing from the environment or the current directory; cwd "/"
     # so that starting cannot touch a hung mount. stdin and stderr go to /dev/null and close_fds drops
-    # everything else: the helper holds no descriptor of ours but the pipe it answers on.
-    return subprocess.Popen([sys.executable, "-I", "-S", "-c", _STATVFS_HELPER] + list(paths),
+    # everything else: the helper holds no descriptor of ours but the pipe it answers on. Not run_command:
+    # that waits for the process, and a process stuck on a dead mount can never be waited for.
+    return subprocess.Popen([sys.executable, "-I", "-S", "-c", _STATVFS_HELPER] + list(paths),  # pylint: disable=ansible-bad-function
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             close_fds=True, cwd="/")
 
