@@ -61,8 +61,8 @@ def run_module_process(module, args, check=False, timeout=120):
     try:
         result = json.loads(proc.stdout)
     except ValueError:
-        raise AssertionError("%s gave no JSON result (rc %d):\n%s\n%s" % (module, proc.returncode, proc.stdout[-4000:],
-                                                                           proc.stderr[-4000:]))
+        raise AssertionError("%s gave no JSON result (rc %d):\n%s\n%s"
+                             % (module, proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:]))
     # Without the controller, warnings come as structured events; the controller would show their text.
     result["warnings"] = [warning["event"]["msg"] if isinstance(warning, dict) else warning
                           for warning in result.get("warnings", [])]
