@@ -21,7 +21,7 @@ description:
   - Every filter fails on line breaks and other control characters, which no unit line can carry safely.
   - C(systemd_unit_problems(values)) takes a mapping of variable name to value (strings, lists of strings or
     environment mappings) and returns one sentence per value a unit cannot carry (control characters, invalid
-    environment variable names), without echoing the value: a role's preflight asserts it is empty.
+    environment variable names), without echoing the value; a role's preflight asserts it is empty.
 author: fleetops.health contributors
 options:
   _input:

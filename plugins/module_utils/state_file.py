@@ -20,6 +20,10 @@ through ``StateDir`` and ``StateFile``:
 
 from __future__ import annotations
 
+# StateDir.error builds the exception and formats its message itself (as logging does); pylint reads each
+# `raise self.error(fmt, *args)` as an exception given a format tuple by mistake.
+# pylint: disable=raising-format-tuple
+
 import errno
 import fcntl
 import json
