@@ -713,7 +713,6 @@ class LogScan(object):
                 self.counter.origin_path = path
 
 
-
 class _SearchAlarm(object):
     """A timeout for ``re`` searches: SIGALRM, whose handler raises TimeoutError inside the search.
 

@@ -53,8 +53,8 @@ def test_directory_listings_are_reused_until_the_directory_changes_and_never_whe
     directory = str(tmp_path)
 
     def rotated_names():
-        return [os.path.basename(path) for path, _st in log_offsets.rotation_candidates(str(tmp_path / "app.log"),
-                                                                                       listings)]
+        candidates = log_offsets.rotation_candidates(str(tmp_path / "app.log"), listings)
+        return [os.path.basename(path) for path, _st in candidates]
 
     # Listed just after a change: a second change in the same timestamp tick would leave the mtime as it
     # is, so this listing must not be reused even when the mtime looks the same.
