@@ -82,7 +82,7 @@ def test_systemd_instances_follow_the_score_out_and_in(lab, run_playbook):
         running = sh(lab, host, "systemctl list-units --plain --no-legend --state=active 'e2eworker@*'")
         assert [line.split()[0] for line in running.splitlines()] == ["e2eworker@1.service"]
         state = json.loads(sh(lab, host, "cat /var/lib/fleetops/scale/state.json"))
-        assert state[host]["last_action"] == "scale_in"
+        assert state["groups"][host]["last_action"] == "scale_in"
     finally:
         lab.exec(host, "sh", "-c", "systemctl stop 'e2eworker@*'; rm -f /etc/systemd/system/e2eworker@.service; "
                  "systemctl daemon-reload")
