@@ -22,9 +22,11 @@ def test_timer_is_enabled_and_waiting(host):
 
 def test_service_runs_the_playbook_under_flock(host):
     unit = host.file(SERVICE_FILE).content_string
+    # Every word is double-quoted for systemd (the systemd_exec_arg filter).
     assert (
-        "ExecStart=/usr/bin/flock --nonblock --conflict-exit-code 75 " + LOCK
-        + " /usr/local/bin/ansible-playbook -i /etc/fleetops/inventory.yml fleetops.health.sweep -e sweep_report=json"
+        'ExecStart=/usr/bin/flock --nonblock --conflict-exit-code 75 "' + LOCK + '"'
+        + ' "/usr/local/bin/ansible-playbook" -i "/etc/fleetops/inventory.yml" "fleetops.health.sweep" "-e"'
+        + ' "sweep_report=json"'
     ) in unit
     assert f"EnvironmentFile={ENV_FILE}" in unit
     assert "FLEETOPS_IM_SECRET" not in unit
@@ -35,7 +37,7 @@ def test_secret_environment_file_is_root_only(host):
     assert env.is_file
     assert env.mode == 0o600
     assert env.user == "root" and env.group == "root"
-    assert "FLEETOPS_IM_SECRET=molecule-not-a-secret" in env.content_string.splitlines()
+    assert 'FLEETOPS_IM_SECRET="molecule-not-a-secret"' in env.content_string.splitlines()
 
 
 def test_a_run_gets_its_arguments_and_secrets(host):
