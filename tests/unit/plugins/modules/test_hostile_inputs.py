@@ -14,6 +14,7 @@ import subprocess
 import threading
 
 import pytest
+from ansible.release import __version__ as ANSIBLE_VERSION
 
 from ansible_collections.fleetops.health.tests.unit.im_receivers import IMReceiver
 from ansible_collections.fleetops.health.tests.unit.playbook_runner import ANSIBLE_PLAYBOOK, COLLECTION_ROOT, ansible_env
@@ -188,6 +189,7 @@ def test_probe_redirect_to_file_is_a_bad_answer_on_both_engines(http_server, eng
 
 # --- probe: URL credentials never reach output, errors or state ---------------------------------------------
 
+ANSIBLE_CORE = tuple(int(part) for part in ANSIBLE_VERSION.split(".")[:2])
 CREDENTIAL_URL = "http://admin:S3cretPW@%s/health?token=sekritpw&page=2"
 SECRETS = ("S3cretPW", "sekritpw")
 
@@ -203,7 +205,10 @@ def test_probe_masks_url_credentials_in_vvv_output_results_and_state(tmp_path, e
                                 "targets": [{"name": "api", "url": CREDENTIAL_URL % ("127.0.0.1:%d" % port)}]})
     assert not run.failed, run.output[-2000:]
     assert run.result["ansible_facts"]["fleet_probes"]["results"][0]["ok"] is False
-    assert "module_args" in run.output  # -vvv printed the invocation: masked
+    if ANSIBLE_CORE < (2, 21):
+        # -vvv printed the invocation, so the masking below covers it too. ansible-core 2.21's json callback no
+        # longer prints it; there the secrets must still appear nowhere.
+        assert "module_args" in run.output
     for secret in SECRETS:
         assert secret not in run.output, secret
         assert secret not in state.read_text(), secret
