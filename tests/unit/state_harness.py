@@ -45,24 +45,10 @@ def run_tasks(tasks, timeout=600):
 
 
 def run_module_process(module, args, check=False, timeout=120):
-    """Run ``fleetops.health.<module>`` in a process of its own, as the AnsiballZ wrapper would run it on the
-    host, without the controller's per-task cost; returns its JSON result."""
-    document = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=bool(check))}
-    handle, args_file = tempfile.mkstemp(prefix="module_args.", suffix=".json")
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(document, out)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(playbook_runner.collections_path()), PYTHONWARNINGS="ignore")
-        proc = subprocess.run([sys.executable, "-m", "ansible_collections.fleetops.health.plugins.modules." + module,
-                               args_file], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, timeout=timeout, check=False)
-    finally:
-        os.unlink(args_file)
-    try:
-        result = json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError("%s gave no JSON result (rc %d):\n%s\n%s"
-                             % (module, proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:]))
+    """``playbook_runner.run_module_direct``, failing the test when the module printed no JSON; warnings as text."""
+    result, returncode, output = playbook_runner.run_module_direct(module, args, check=check, timeout=timeout)
+    if result is None:
+        raise AssertionError("%s gave no JSON result (rc %d):\n%s" % (module, returncode, output[-8000:]))
     # Without the controller, warnings come as structured events; the controller would show their text.
     result["warnings"] = [warning["event"]["msg"] if isinstance(warning, dict) else warning
                           for warning in result.get("warnings", [])]

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
 import pwd
 import shutil
 import socket
-import subprocess
 import sys
 
 import ansible
@@ -15,10 +13,9 @@ import pytest
 from ansible.module_utils.basic import _PY_MIN
 
 import ansible_collections
+from ansible_collections.fleetops.health.tests.unit.playbook_runner import run_module_direct
 
 COLLECTIONS_DIR = os.path.dirname(os.path.abspath(list(ansible_collections.__path__)[0]))
-ANSIBLE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(ansible.__file__)))
-MODULE = "ansible_collections.fleetops.health.plugins.modules.host_resources"
 # The oldest Python module code runs on: 3.8, or the oldest this ansible-core's module_utils accept on a
 # target (2.21 needs 3.9). tests/tooling/python_versions.sh puts pyenv's interpreters on PATH.
 OLDEST_TARGET = max((3, 8), _PY_MIN)
@@ -36,17 +33,15 @@ def _find_python(version):
 OLDEST_PYTHON = _find_python(OLDEST_TARGET)
 
 
-def run_module(tmp_path, args, python=sys.executable, python_flags=(), pythonpath=None):
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    env = dict(os.environ, PYTHONPATH=pythonpath or os.pathsep.join([COLLECTIONS_DIR, ANSIBLE_PARENT]))
-    proc = subprocess.run([python] + list(python_flags) + ["-m", MODULE, str(args_file)], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, env=env, timeout=60, check=False)
-    return json.loads(proc.stdout), proc.returncode
+def run_module(args, check=False, python=sys.executable, python_flags=(), pythonpath=None):
+    result, rc, output = run_module_direct("host_resources", args, check=check, python=python, python_flags=python_flags,
+                                           pythonpath=pythonpath, timeout=60)
+    assert result is not None, output
+    return result, rc
 
 
-def test_defaults_return_every_default_section_and_never_change(tmp_path):
-    result, rc = run_module(tmp_path, {})
+def test_defaults_return_every_default_section_and_never_change():
+    result, rc = run_module({})
     assert rc == 0 and result["changed"] is False
     facts = result["ansible_facts"]["fleet_resources"]
     for key in ("cpu", "load", "memory", "swap", "disks", "io", "network", "processes", "cgroup", "units",
@@ -63,15 +58,15 @@ def _shape(value):
     return type(value).__name__
 
 
-def test_check_mode_runs_the_same(tmp_path):
+def test_check_mode_runs_the_same():
     # Measuring changes nothing, so check mode must measure exactly as a normal run does.
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
     args = {"subset": ["memory", "connections", "cpu"], "window": 0.1}
     try:
-        normal, rc_normal = run_module(tmp_path, args)
-        checked, rc_checked = run_module(tmp_path, dict(args, _ansible_check_mode=True))
+        normal, rc_normal = run_module(args)
+        checked, rc_checked = run_module(args, check=True)
     finally:
         listener.close()
     assert rc_normal == rc_checked == 0
@@ -91,8 +86,8 @@ def test_check_mode_runs_the_same(tmp_path):
     ({"thresholds": {"disk": {"warn": 99}}}, "host_resources: thresholds.disk.warn (99) must be below thresholds.disk.crit (95)"),
     ({"weights": {"io": 1}}, "host_resources: weights: unknown key 'io'"),
 ])
-def test_bad_input_fails_naming_the_key(tmp_path, args, message):
-    result, rc = run_module(tmp_path, args)
+def test_bad_input_fails_naming_the_key(args, message):
+    result, rc = run_module(args)
     assert rc == 1 and result["failed"] is True
     assert message in result["msg"]
 
@@ -102,14 +97,14 @@ def test_without_psutil_names_the_library_and_the_package(tmp_path):
     only_ansible = tmp_path / "lib"
     only_ansible.mkdir()
     (only_ansible / "ansible").symlink_to(os.path.dirname(os.path.abspath(ansible.__file__)))
-    result, rc = run_module(tmp_path, {}, python_flags=["-S"],
+    result, rc = run_module({}, python_flags=["-S"],
                             pythonpath=os.pathsep.join([COLLECTIONS_DIR, str(only_ansible)]))
     assert rc == 1
     assert "Failed to import the required Python library (psutil)" in result["msg"]
     assert "python3-psutil" in result["msg"]
 
 
-def test_runs_on_the_oldest_target_python(tmp_path):
+def test_runs_on_the_oldest_target_python():
     wanted = "python%d.%d" % OLDEST_TARGET
     if not OLDEST_PYTHON:
         # A developer's machine may lack it; CI must not pass without running the module on it.
@@ -118,7 +113,7 @@ def test_runs_on_the_oldest_target_python(tmp_path):
         pytest.skip("no %s on PATH (tests/tooling/python_versions.sh adds pyenv's)" % wanted)
     # psutil's abi3 wheel loads on 3.8 and 3.9 too, so this is a full run of the module code on the oldest target
     site_packages = os.path.dirname(os.path.dirname(os.path.abspath(__import__("psutil").__file__)))
-    result, rc = run_module(tmp_path, {"window": 0.1}, python=OLDEST_PYTHON,
+    result, rc = run_module({"window": 0.1}, python=OLDEST_PYTHON,
                             pythonpath=os.pathsep.join([COLLECTIONS_DIR, site_packages]))
     assert rc == 0, result
     assert result["ansible_facts"]["fleet_resources"]["cpu"]["percent"] is not None
