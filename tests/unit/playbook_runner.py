@@ -71,8 +71,10 @@ def run_module(module, args, check=False, timeout=120, env=None, verbosity=0):
                           universal_newlines=True, timeout=timeout, check=False)
     elapsed = time.monotonic() - start
     result = {}
+    # With -v and more, connection lines come before the json callback's document, which starts a line with "{".
+    start = 0 if proc.stdout.startswith("{") else proc.stdout.find("\n{\n") + 1
     try:
-        document = json.loads(proc.stdout)
+        document = json.loads(proc.stdout[start:] if start else proc.stdout)
         result = document["plays"][0]["tasks"][0]["hosts"]["localhost"]
     except (ValueError, KeyError, IndexError):
         pass
