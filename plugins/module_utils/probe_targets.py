@@ -217,12 +217,29 @@ def check_target_options(name, options):
     return options
 
 
-def target_url_secrets(raw_targets, raw_defaults=None):
-    """Credentials in the targets' URLs (userinfo, token=...), for no_log, before anything is validated."""
+def raw_target_secrets(raw_targets, raw_defaults=None):
+    """Credentials in raw, unvalidated targets and defaults (URL userinfo, token=..., credential headers).
+
+    For no_log before anything is validated: a validation error, Ansible's own included, returns the
+    invocation, and the raw options may have any shape there. Every string is searched as a URL, and so is
+    every ``key=value`` pair, because Ansible turns a string given where a dict belongs into a dict by
+    splitting it at ``=`` (``url?token=abc`` becomes ``{"url?token": "abc"}``).
+    """
     found = set()
-    for raw in raw_targets or []:
-        if isinstance(raw, dict) and isinstance(raw.get("url"), str):
-            found.update(url_secrets(raw["url"]))
+    pending = [raw_targets, raw_defaults]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            found.update(url_secrets(value))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if str(key).lower() in SECRET_HEADER_NAMES and isinstance(item, (str, int, float)) and item != "":
+                    found.add(str(item))
+                if isinstance(item, str):
+                    found.update(url_secrets("%s=%s" % (key, item)))
+                pending.extend((str(key), item))
+        elif isinstance(value, (list, tuple)):
+            pending.extend(value)
     return found
 
 

@@ -305,7 +305,8 @@ from ansible_collections.fleetops.health.plugins.module_utils.probe_engine impor
     AIOHTTP_IMPORT_ERROR, ProbeEngine, summarize)
 from ansible_collections.fleetops.health.plugins.module_utils.probe_state import ProbeStateStore, apply_without_state
 from ansible_collections.fleetops.health.plugins.module_utils.probe_targets import (
-    TargetError, build_targets, target_url_secrets)
+    TargetError, build_targets, raw_target_secrets)
+from ansible_collections.fleetops.health.plugins.module_utils.redaction import mask_data
 from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError
 from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
 
@@ -342,8 +343,23 @@ def run_probes(module):
     return dict(engine=engine.http_engine, results=results, summary=summarize(results, duration_ms))
 
 
+class ProbeModule(AnsibleModule):
+    """AnsibleModule that masks the targets' credentials in every failure, Ansible's own validation errors
+    included: those fail inside the constructor, before main() could register the secrets.
+
+    no_log masks values only, and a target given as a string becomes a dict whose key is the URL, so the
+    invocation is also passed through mask_data, which masks keys too.
+    """
+
+    def fail_json(self, msg, **kwargs):
+        params = getattr(self, "params", None) or {}
+        self.no_log_values.update(raw_target_secrets(params.get("targets"), params.get("defaults")))
+        kwargs.setdefault("invocation", {"module_args": mask_data(params)})
+        super(ProbeModule, self).fail_json(msg=msg, **kwargs)
+
+
 def main():
-    module = AnsibleModule(
+    module = ProbeModule(
         argument_spec=dict(
             targets=dict(type="list", elements="dict", required=True),
             defaults=dict(type="dict", default={}),
@@ -359,7 +375,7 @@ def main():
     )
     # URL credentials are masked in everything the module returns, the invocation included, before any
     # validation error can quote them.
-    module.no_log_values.update(target_url_secrets(module.params["targets"]))
+    module.no_log_values.update(raw_target_secrets(module.params["targets"], module.params["defaults"]))
     try:
         for option, (minimum, maximum, integer, exclusive) in NUMBER_LIMITS.items():
             module.params[option] = check_number(module.params[option], option, minimum, maximum,

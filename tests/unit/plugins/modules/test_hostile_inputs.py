@@ -219,6 +219,22 @@ def test_probe_validation_error_masks_url_credentials():
         assert secret not in run.output, secret
 
 
+@pytest.mark.parametrize("bad_option", [{"concurrency": "many"}, {"timeout": 3}, {"targets": "not-a-list"}],
+                         ids=["type-error", "unknown-option", "targets-not-a-list"])
+def test_probe_masks_credentials_when_ansible_itself_rejects_the_options(bad_option):
+    # Ansible's own argument checks fail inside AnsibleModule's constructor and return the invocation at -vvv,
+    # before the module could register its secrets: the credentials in URLs and headers must be masked there too.
+    args = {"targets": [{"name": "api", "url": CREDENTIAL_URL % "127.0.0.1:9", "headers": {"X-Api-Key": "keyS3cret77"}}],
+            "defaults": {"headers": {"Authorization": "Bearer hdrS3cret99"}}}
+    if "targets" in bad_option:
+        args["targets"] = CREDENTIAL_URL % "127.0.0.1:9"
+    args.update(dict((key, value) for key, value in bad_option.items() if key != "targets"))
+    run = run_verbose("probe", args)
+    assert run.failed, run.output[-2000:]
+    for secret in SECRETS + ("keyS3cret77", "hdrS3cret99"):
+        assert secret not in run.output, (secret, run.output[-3000:])
+
+
 # --- im_notify: nothing is lost, nothing leaks -------------------------------------------------------------
 
 def _spooled(spool_dir):
