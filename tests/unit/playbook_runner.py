@@ -1,5 +1,6 @@
 """Run ansible-playbook against this tree's collection, whether the tree is a checkout or the installed copy."""
 import os
+import signal
 import subprocess
 import sys
 
@@ -22,12 +23,25 @@ def ansible_env(**extra):
     return env
 
 
+def run_bounded(command, timeout, **popen_args):
+    """subprocess.run in a session of its own: at ``timeout`` the whole group is killed, the module process that
+    Ansible started (or a helper process it left) included, then subprocess.TimeoutExpired is raised. Killing
+    only the top process would leave a hung module running into later tests."""
+    with subprocess.Popen(command, start_new_session=True, universal_newlines=True, **popen_args) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
 def run_playbook(playbook, *args, timeout=300):
     """ansible-playbook on localhost (local connection, this Python); stdout and stderr together as text."""
-    return subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local",
-                           "-e", "ansible_python_interpreter=" + sys.executable, str(playbook)] + list(args),
-                          cwd=COLLECTION_ROOT, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True, timeout=timeout, check=False)
+    return run_bounded([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local",
+                        "-e", "ansible_python_interpreter=" + sys.executable, str(playbook)] + list(args),
+                       timeout, cwd=COLLECTION_ROOT, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 ANSIBLE_ADHOC = os.path.join(os.path.dirname(sys.executable), "ansible")
@@ -67,8 +81,7 @@ def run_module(module, args, check=False, timeout=120, env=None, verbosity=0):
                           PYTHONWARNINGS="ignore")
     run_env.update(env or {})
     start = time.monotonic()
-    proc = subprocess.run(command, cwd=COLLECTION_ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=timeout, check=False)
+    proc = run_bounded(command, timeout, cwd=COLLECTION_ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     elapsed = time.monotonic() - start
     result = {}
     # With -v and more, connection lines come before the json callback's document, which starts a line with "{".
@@ -95,10 +108,9 @@ def run_module_direct(module, args, check=False, python=sys.executable, python_f
             json.dump(document, out)
         env = dict(os.environ, PYTHONWARNINGS="ignore",
                    PYTHONPATH=pythonpath or os.pathsep.join(collections_path() + [_ansible_parent()]))
-        proc = subprocess.run([python] + list(python_flags)
-                              + ["-m", "ansible_collections.fleetops.health.plugins.modules." + module, args_file],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                              timeout=timeout, check=False)
+        proc = run_bounded([python] + list(python_flags)
+                           + ["-m", "ansible_collections.fleetops.health.plugins.modules." + module, args_file],
+                           timeout, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     finally:
         os.unlink(args_file)
     try:
