@@ -19,12 +19,7 @@ COLLECTION_SOURCES := $(shell git ls-files -co --exclude-standard -- galaxy.yml 
 
 ## The main job: a fleet sweep, against localhost unless INVENTORY is given.
 sweep: setup
-	@if [ -f playbooks/sweep.yml ]; then \
-	  $(BIN)/ansible-playbook $(if $(INVENTORY),-i $(INVENTORY)) fleetops.health.sweep -e fleet_report_dir=$(REPORT_DIR); \
-	else \
-	  echo "fleetops.health is installed in $(INSTALLED)."; \
-	  echo "The fleet sweep (playbooks/sweep.yml) arrives with the host_resources module; nothing to run yet."; \
-	fi
+	$(BIN)/ansible-playbook $(if $(INVENTORY),-i $(INVENTORY)) fleetops.health.sweep -e fleet_report_dir=$(REPORT_DIR)
 
 ## Every test layer, each with a pass/fail line, then a summary. Fails if any layer fails.
 test: test-setup
@@ -76,7 +71,7 @@ newest: test-setup
 lint: test-setup
 	@tests/tooling/run_layers.sh lint
 
-## One scenario: make molecule ROLE=agent SCENARIO=default
+## One scenario: make molecule ROLE=schedule SCENARIO=default
 molecule: test-setup
 	@tests/tooling/run_layers.sh molecule
 
