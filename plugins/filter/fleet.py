@@ -5,45 +5,8 @@
 
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: fleet
-short_description: Fleet report filters for the sweep (fleet_report, fleet_host_verdict, fleet_table, fleet_failing_hosts, human_bytes)
-version_added: 0.1.0
-description:
-  - C(fleet_report(hostvars, hosts, thresholds={}, generated_at='', log_samples=true)) builds the report of a
-    sweep from the facts C(fleet_resources), C(fleet_probes) and C(fleet_logs) and the registered result
-    C(fleet_resources_result) of each host; hosts sorted most severe first.
-  - In the report, URL credentials (C(user:password@), C(token=), C(key=) ...) and C(password=)-like values in
-    any text are masked. C(log_samples=false) leaves the matched log lines out (their counts stay).
-  - C(fleet_host_verdict(resources, probes=None, logs=None, error=None)) merges one host's facts into
-    C({verdict, reasons}). Down probe targets and critical log rules are C(crit), warning log rules C(warn).
-  - C(fleet_table(report)) renders the terminal summary, C(fleet_failing_hosts(report, level)) lists the
-    hosts at or above C(warn) or C(crit), C(human_bytes(n)) writes 1536 as C(1.5 KiB).
-author: fleetops.health contributors
-options:
-  _input:
-    description: See the description for each filter.
-    type: raw
-    required: true
-"""
-
-EXAMPLES = r"""
-- name: Build the report on the control node
-  ansible.builtin.set_fact:
-    fleet_report: "{{ hostvars | fleetops.health.fleet_report(ansible_play_hosts_all) }}"
-  run_once: true
-
-- name: Print it
-  ansible.builtin.debug:
-    msg: "{{ fleet_report | fleetops.health.fleet_table }}"
-  run_once: true
-"""
-
-RETURN = r"""
-_value:
-  description: The report dict, the verdict dict, the table text, the list of hosts, or the size text.
-  type: raw
-"""
+# Each filter's documentation is a sidecar next to this file, plugins/filter/<filter>.yml, so that
+# `ansible-doc -t filter fleetops.health.<filter>` shows that filter's own text.
 
 import re
 

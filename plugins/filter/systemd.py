@@ -5,42 +5,8 @@
 
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: systemd
-short_description: Quote values for systemd units (systemd_exec_arg, systemd_value, systemd_env_value)
-version_added: 0.1.0
-description:
-  - C(systemd_exec_arg(value)) makes one word of an C(ExecStart=)-style command line, following
-    systemd.syntax(7) and systemd.service(5) - double-quoted, with C(\\) and C(") escaped, C(%) written C(%%)
-    (specifiers) and C($) written C($$) (environment substitution).
-  - C(systemd_value(value)) escapes a whole-line setting such as C(Description=), C(WorkingDirectory=) or the
-    value inside C(Environment="NAME=value"); C(%) becomes C(%%), and C(\\) and C(") are escaped when
-    C(quoted=true).
-  - C(systemd_env_value(value)) writes a value for an EnvironmentFile, double-quoted with C(\\), C("), C($)
-    and the backquote escaped.
-  - Every filter fails on line breaks and other control characters, which no unit line can carry safely.
-  - C(systemd_unit_problems(values)) takes a mapping of variable name to value (strings, lists of strings or
-    environment mappings) and returns one sentence per value a unit cannot carry (control characters, invalid
-    environment variable names), without echoing the value; a role's preflight asserts it is empty.
-author: fleetops.health contributors
-options:
-  _input:
-    description: The value to quote.
-    type: raw
-    required: true
-"""
-
-EXAMPLES = r"""
-- name: One ExecStart word per argument
-  ansible.builtin.debug:
-    msg: "ExecStart=/usr/bin/flock {{ lock_file | fleetops.health.systemd_exec_arg }}"
-"""
-
-RETURN = r"""
-_value:
-  description: The quoted or escaped text.
-  type: str
-"""
+# Each filter's documentation is a sidecar next to this file, plugins/filter/<filter>.yml, so that
+# `ansible-doc -t filter fleetops.health.<filter>` shows that filter's own text.
 
 import re
 

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Host resource collectors: two counter samples a window apart, rates from their difference, compact facts.
 
-Public: the agent role samples with the same functions. Everything here reads /proc, /sys and psutil;
+Public: other collections' code may sample with the same functions. Everything here reads /proc, /sys and psutil;
 nothing writes. Every reader that can fail on a host turns into an ``error`` entry for its section.
 """
 

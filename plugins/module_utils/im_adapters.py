@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """One small adapter per IM platform: render a notification, sign the request, classify the answer.
 
-Public API (the agent and the remediate role reuse it): ``Notification``, ``Target``, ``Outcome``,
+Public API (the im_notify module and callback use it): ``Notification``, ``Target``, ``Outcome``,
 ``adapter_for(platform)``, ``PLATFORMS``, ``truncate_utf8``, ``encode_body``, ``redact_url``.
 Nothing here does I/O; ``im_delivery`` sends.
 """

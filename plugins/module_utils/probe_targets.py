@@ -94,10 +94,6 @@ class ProbeTarget(object):
         """
         return mask_url(self.url) if self.kind == "url" else "%s:%s:%d" % (self.kind, self.host, self.port)
 
-    @property
-    def uses_tls(self):
-        return self.kind == "tls" or self.scheme == "https"
-
 
 def _validate_against(spec, params, label):
     result = ArgumentSpecValidator(spec).validate(params)

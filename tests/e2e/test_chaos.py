@@ -35,7 +35,7 @@ def curl_exit_code(lab, host):
 
 def drill_lines(result):
     return next(iter(result.task_results(
-        "Print the time to recovery per fault (the detection time for disk_fill)").values()))["msg"]
+        "fleetops.health.chaos : Print the time to recovery per fault (the detection time for disk_fill)").values()))["msg"]
 
 
 def config_back_on_disk(lab, host):
@@ -179,7 +179,7 @@ def test_a_disk_filled_to_the_threshold_is_reported_by_host_resources_and_emptie
                                             "chaos_disk_path": "/dev/shm", "chaos_disk_threshold": 90,
                                             "chaos_settle": 0})
     assert result.ok, result.failure_summary()
-    seen = result.task_results("Wait until host_resources reports the disk at the threshold")[host]
+    seen = result.task_results("fleetops.health.chaos : Wait until host_resources reports the disk at the threshold")[host]
     facts = seen["ansible_facts"]["fleet_resources"]
     (shm,) = [disk for disk in facts["disks"] if disk["mount"] == "/dev/shm"]
     assert 90 <= shm["percent"] < 95

@@ -184,7 +184,7 @@ def test_sweep_reports_every_lab_host(lab, run_playbook, tmp_path, broken_unit):
     assert any(BROKEN_UNIT in reason for reason in broken["reasons"]), broken["reasons"]
     html = (report_dir / "fleet-report.html").read_text()
     assert all(host in html for host in lab.hosts) and BROKEN_UNIT in html
-    summary = result.task_results("Show the fleet summary")
+    summary = result.task_results("fleetops.health.sweep : Show the fleet summary")
     table = next(iter(summary.values()))["msg"]
     assert all(host in table for host in lab.hosts)
 

@@ -142,7 +142,8 @@ def test_fleet_fail_on_warn_passes_a_healthy_fleet_and_bad_value_stops_early(tmp
     assert proc.returncode == 0, proc.stdout
     proc, report_dir = sweep(tmp_path, "-e", "fleet_fail_on=critical", "--limit", "web-01", report="never-written")
     assert proc.returncode != 0
-    assert "fleet_fail_on must be never, warn or crit, got 'critical'" in proc.stdout
+    # The role's argument spec refuses it before any host is measured.
+    assert "value of fleet_fail_on must be one of: never, warn, crit, got: critical" in proc.stdout
     assert not report_dir.exists()
 
 
@@ -154,10 +155,10 @@ def test_html_escapes_host_content_and_scales_to_many_hosts(tmp_path):
         "score": index, "cpu": {"percent": float(index)}, "memory": {"percent": 50.0},
         "disks": [{"mount": "/srv" + hostile, "percent": 90.0, "free": 1 << 30}]}}) for index in range(40))
     report = fleet.fleet_report(hostvars, sorted(hostvars), generated_at="2026-01-01T00:00:00Z")
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(COLLECTION_ROOT, "playbooks", "templates")))
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(COLLECTION_ROOT, "roles", "sweep", "templates")))
     env.filters["fleetops.health.human_bytes"] = fleet.human_bytes
     page = tmp_path / "fleet-report.html"
-    page.write_text(env.get_template("fleet-report.html.j2").render(fleet_report=report))
+    page.write_text(env.get_template("fleet-report.html.j2").render(__sweep_report=report))
     parser, dom = chromium_rows(page)
     assert sorted(row[1] for row in parser.rows) == sorted(hostvars)
     assert "<img" not in dom and "owned" not in dom.split("<title>")[1].split("</title>")[0]

@@ -45,8 +45,11 @@ def walk_options(options, defaults, where):
         if declared in PYTHON_TYPES and value is not None and not templated:
             if not isinstance(value, PYTHON_TYPES[declared]) or (declared == "int" and isinstance(value, bool)):
                 yield "%s: default %r is not of the declared type %s" % (label, value, declared)
-        if "choices" in spec and not templated and value not in spec["choices"]:
-            yield "%s: default %r is not one of the choices %s" % (label, value, spec["choices"])
+        if "choices" in spec and not templated:
+            # A list's choices are those of its elements.
+            chosen = value if declared == "list" and isinstance(value, list) else [value]
+            if any(item not in spec["choices"] for item in chosen):
+                yield "%s: default %r is not one of the choices %s" % (label, value, spec["choices"])
         if declared == "dict" and "options" in spec and isinstance(value, dict):
             yield from walk_options(spec["options"], value, label)
             extra = sorted(set(value) - set(spec["options"]))
@@ -104,10 +107,13 @@ def test_every_knob_in_defaults_has_a_comment(role):
 def test_the_checks_catch_a_disagreement():
     spec = {"knob": {"type": "int", "default": 3},
             "mode": {"type": "str", "choices": ["a", "b"], "default": "c"},
+            "modes": {"type": "list", "elements": "str", "choices": ["a", "b"], "default": ["a", "c"]},
             "policy": {"type": "dict", "default": {"x": 1}, "options": {"x": {"type": "int", "default": 2}}}}
-    problems = list(walk_options(spec, {"knob": "3", "mode": "c", "policy": {"x": 1, "y": 2}}, "role:main"))
+    problems = list(walk_options(spec, {"knob": "3", "mode": "c", "modes": ["a", "c"], "policy": {"x": 1, "y": 2}},
+                                 "role:main"))
     assert any("role:main.knob: spec default 3 != defaults/main.yml '3'" in problem for problem in problems)
     assert any("role:main.knob: default '3' is not of the declared type int" in problem for problem in problems)
     assert any("role:main.mode: default 'c' is not one of the choices" in problem for problem in problems)
+    assert any("role:main.modes: default ['a', 'c'] is not one of the choices" in problem for problem in problems)
     assert any("role:main.policy.x: spec default 2 != defaults/main.yml 1" in problem for problem in problems)
     assert any("sets y that the spec does not describe" in problem for problem in problems)

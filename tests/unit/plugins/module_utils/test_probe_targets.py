@@ -44,8 +44,8 @@ def test_target_options_override_defaults_which_override_builtins():
     assert first.options["timeout"] == 2.5 and second.options["timeout"] == 1
     assert first.status_ranges == [(200, 200), (300, 302)]
     assert first.options["retries"] == 0 and first.options["validate_certs"] is True
-    assert (first.host, first.port, first.uses_tls) == ("h", 8443, True)
-    assert (second.port, second.uses_tls) == (80, False)
+    assert (first.host, first.port, first.scheme) == ("h", 8443, "https")
+    assert (second.port, second.scheme) == (80, "http")
 
 
 def test_defaults_may_hold_http_options_that_tcp_targets_ignore():

@@ -58,3 +58,10 @@ def test_a_run_that_finds_the_lock_held_is_skipped_not_failed(host):
     assert host.check_output(f"systemctl show --property=Result --value {SERVICE}") == "success"
     assert "skipped: a previous run still holds " + LOCK in host.check_output(
         f"journalctl --no-pager --unit {SERVICE} --lines 20")
+
+
+def test_an_emptied_secret_environment_leaves_no_file_behind(host):
+    # side_effect.yml installed the timer secrets-gone with a secret, then again without any.
+    assert host.file("/etc/systemd/system/fleetops-secrets-gone.timer").exists
+    assert not host.file("/etc/fleetops/schedule-secrets-gone.env").exists
+    assert "EnvironmentFile" not in host.file("/etc/systemd/system/fleetops-secrets-gone.service").content_string
