@@ -50,13 +50,10 @@ import re
 from ansible_collections.fleetops.health.plugins.module_utils.redaction import mask_data
 from ansible_collections.fleetops.health.plugins.module_utils.scoring import (
     VERDICT_RANK,
+    host_verdict,
     merge_thresholds,
     worst_verdict,
 )
-
-CRIT_LOG_SEVERITIES = ("critical", "crit", "fatal", "emergency", "alert")
-WARN_LOG_SEVERITIES = ("warning", "warn", "error")
-
 
 def human_bytes(value):
     """1536 -> '1.5 KiB'; ``None`` -> '-'."""
@@ -72,61 +69,9 @@ def human_bytes(value):
     return "%.1f %s" % (size, unit)
 
 
-def _probe_findings(probes):
-    findings = []
-    for result in (probes or {}).get("results") or []:
-        detail = result.get("error_kind") or result.get("error") or "failed"
-        name = result.get("name", "?")
-        # state follows the unhealthy threshold; a target failing but not yet down is a warning.
-        if result.get("state") == "down" or (result.get("state") is None and result.get("ok") is False):
-            findings.append(("crit", "probe %s down (%s)" % (name, detail)))
-        elif result.get("ok") is False:
-            findings.append(("warn", "probe %s failing (%s), not down yet" % (name, detail)))
-    return findings
-
-
-def _log_rule_items(logs):
-    """Per-rule entries as ``(name, count, severity)``; rules may come as a list or a name-keyed dict."""
-    rules = (logs or {}).get("rules") or {}
-    if isinstance(rules, dict):
-        rules = [dict(rule, name=name) for name, rule in rules.items()]
-    return [(rule.get("name") or rule.get("rule") or "?", int(rule.get("count") or 0), str(rule.get("severity") or "").lower())
-            for rule in rules]
-
-
-def _log_findings(logs):
-    findings = []
-    for name, count, severity in _log_rule_items(logs):
-        if count <= 0:
-            continue
-        if severity in CRIT_LOG_SEVERITIES:
-            level = "crit"
-        elif severity in WARN_LOG_SEVERITIES:
-            level = "warn"
-        else:
-            continue
-        findings.append((level, "log rule %s: %d %s match%s" % (name, count, severity, "" if count == 1 else "es")))
-    return findings
-
-
 def fleet_host_verdict(resources, probes=None, logs=None, error=None, task_errors=None):
-    """One host's verdict and reasons from all its facts; most severe reasons first.
-
-    ``task_errors`` are failures of the sweep's other calls (probe, log_scan): a check that could not run
-    is a crit reason, never a silent pass.
-    """
-    findings = []
-    if error:
-        findings.append(("crit", error))
-    findings.extend(("crit", task_error) for task_error in task_errors or [])
-    if resources:
-        base_level = resources.get("verdict") or "ok"
-        findings.extend((base_level if base_level != "ok" else "warn", reason) for reason in resources.get("reasons") or [])
-    findings.extend(_probe_findings(probes))
-    findings.extend(_log_findings(logs))
-    # Stable sort keeps each source's own order (host_resources already sorts by overshoot).
-    findings.sort(key=lambda finding: -VERDICT_RANK[finding[0]])
-    return {"verdict": worst_verdict(finding[0] for finding in findings), "reasons": [finding[1] for finding in findings]}
+    """One host's verdict and reasons from all its facts: the collection's one verdict, ``scoring.host_verdict``."""
+    return host_verdict(resources, probes, logs, error, task_errors)
 
 
 def human_duration(seconds):
@@ -182,7 +127,7 @@ def fleet_host_row(host, resources, probes=None, logs=None, result=None, thresho
     levels = merge_thresholds(thresholds)
     resources = dict(resources) if resources else None
     error = None if resources else _host_error(result)
-    verdict = fleet_host_verdict(resources, probes, logs, error, task_errors)
+    verdict = host_verdict(resources, probes, logs, error, task_errors)
     row = {
         "host": host,
         "reachable": resources is not None,
