@@ -114,12 +114,28 @@ def _task_failure(module, result):
 
 
 def _host_error(result):
-    """Why a host has no facts, from its registered host_resources result."""
+    """Why a host has no fleet_resources, from its registered host_resources result: never nothing."""
     if not result:
-        return "no result from host_resources (host skipped or not reached)"
+        return "no data: no result from host_resources (host skipped or not reached)"
     if result.get("unreachable"):
         return "unreachable: %s" % str(result.get("msg", "")).strip()[:300]
-    return _task_failure("host_resources", result)
+    return _task_failure("host_resources", result) or "no data: host_resources returned no fleet_resources"
+
+
+def host_fact(variables, name, result_name):
+    """This run's ``name`` fact of a host: from its registered result ``result_name``, else its ``ansible_facts``.
+
+    Neither depends on INJECT_FACTS_AS_VARS. A registered result wins, so a failed call is never covered by
+    a fact cached from an earlier run; a host that registered nothing (another playbook) falls back to
+    ``ansible_facts``.
+    """
+    result = variables.get(result_name)
+    if isinstance(result, dict) or hasattr(result, "items"):
+        if result.get("ansible_facts"):
+            return _plain((result.get("ansible_facts") or {}).get(name))
+        if not result.get("skipped"):
+            return None
+    return _plain((variables.get("ansible_facts") or {}).get(name))
 
 
 def fleet_host_row(host, resources, probes=None, logs=None, result=None, thresholds=None, task_errors=None):
@@ -213,17 +229,20 @@ def without_log_samples(logs):
 def fleet_report(hostvars, hosts, thresholds=None, generated_at="", log_samples=True):
     """The whole report: counts per verdict and one row per host, most severe first.
 
-    ``hostvars`` is Ansible's hostvars (or any mapping of host to its variables); each host may have
-    ``fleet_resources``, ``fleet_probes``, ``fleet_logs`` and the registered ``fleet_resources_result``,
-    ``fleet_probe_result`` and ``fleet_logs_result``. The report's text is masked (``mask_data``): it is
-    written to files that outlive the run. ``log_samples=False`` keeps matched log lines out of it.
+    ``hostvars`` is Ansible's hostvars (or any mapping of host to its variables). Each host's facts
+    ``fleet_resources``, ``fleet_probes`` and ``fleet_logs`` are read from its registered results
+    ``fleet_resources_result``, ``fleet_probe_result`` and ``fleet_logs_result``, else from its
+    ``ansible_facts``: never from injected top-level variables, which INJECT_FACTS_AS_VARS=false removes.
+    A host without fleet_resources and without an error is crit "no data". The report's text is masked
+    (``mask_data``): it is written to files that outlive the run. ``log_samples=False`` keeps matched log
+    lines out of it.
     """
     rows = []
     for host in hosts:
         variables = hostvars[host]
-        resources = _plain(variables.get("fleet_resources"))
-        probes = _plain(variables.get("fleet_probes"))
-        logs = _plain(variables.get("fleet_logs"))
+        resources = host_fact(variables, "fleet_resources", "fleet_resources_result")
+        probes = host_fact(variables, "fleet_probes", "fleet_probe_result")
+        logs = host_fact(variables, "fleet_logs", "fleet_logs_result")
         if not log_samples:
             logs = without_log_samples(logs)
         # The host's own levels, as host_resources used them, colour its bars.
