@@ -26,16 +26,16 @@ def _call(function, *args):
         raise AnsibleFilterError(str(exc))
 
 
-def remediate_watch(services, policy_defaults):
-    return _call(remediation.watch_list, services, policy_defaults)
+def remediate_watch(services, policy_defaults, host_address="localhost"):
+    return _call(remediation.watch_list, services, policy_defaults, host_address)
 
 
 def remediate_detect(watched, unit_show, probes=None, log_scans=None, resources=None):
     return _call(remediation.detect, watched, unit_show, probes, log_scans, resources)
 
 
-def remediate_plan(findings, budgets=None, observed=None, check_mode=False):
-    return _call(remediation.plan, findings, budgets, observed, check_mode)
+def remediate_plan(findings, budgets=None, observed=None, check_mode=False, verdict=None):
+    return _call(remediation.plan, findings, budgets, observed, check_mode, verdict)
 
 
 def remediate_probe_verified(probe_run, healthy_threshold):

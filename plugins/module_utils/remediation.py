@@ -27,8 +27,28 @@ def _require(condition, message):
         raise ValueError(message)
 
 
-def watch_list(services, policy_defaults):
+DRAIN_UPSTREAM_FILE = "/etc/nginx/fleetops-upstream.conf"
+
+
+def _drain(service, name, host_address):
+    """The service's opt-in ``drain``: which balancer, which upstream file, and this host's server entry."""
+    drain = service.get("drain")
+    if not drain:
+        return {}
+    _require(isinstance(drain, dict) and drain.get("balancer"),
+             "remediate_services[%s].drain needs balancer, the inventory host of the nginx load balancer" % name)
+    unknown = sorted(set(drain) - {"balancer", "upstream_file", "server", "port"})
+    _require(not unknown, "remediate_services[%s].drain: unknown key %s; use balancer, upstream_file, server, port"
+             % (name, ", ".join(unknown)))
+    server = drain.get("server") or "%s:%s" % (host_address, drain.get("port", 80))
+    return {"balancer": str(drain["balancer"]), "upstream_file": str(drain.get("upstream_file") or DRAIN_UPSTREAM_FILE),
+            "server": str(server)}
+
+
+def watch_list(services, policy_defaults, host_address="localhost"):
     """Each of ``remediate_services`` with its full policy and its probe target named after it.
+
+    ``host_address`` is how the balancer of a service with ``drain`` reaches this host (its ansible_host).
 
     Raises ValueError naming the service and the option for input the role cannot act on.
     """
@@ -58,7 +78,7 @@ def watch_list(services, policy_defaults):
                  "remediate_services[%s]: log_rules needs log_paths, the files or globs to scan" % name)
         probe = dict(service["probe"], name=name) if service.get("probe") else {}
         watched.append({"name": name, "unit": str(service["unit"]), "probe": probe, "log_paths": log_paths,
-                        "log_rules": log_rules, "policy": policy})
+                        "log_rules": log_rules, "policy": policy, "drain": _drain(service, name, host_address)})
     return watched
 
 
@@ -140,7 +160,7 @@ def detect(watched, unit_show, probes=None, log_scans=None, resources=None):
         findings.append({
             "name": service["name"], "unit": service["unit"], "installed": installed, "active_state": unit["active"],
             "state": state, "reasons": reasons, "probe": service["probe"], "policy": service["policy"],
-            "budget": budget,
+            "budget": budget, "drain": service.get("drain") or {},
         })
     return {
         "findings": findings,
@@ -176,12 +196,13 @@ def recovered_services(observed):
     return sorted(name for name, seen in services.items() if (seen or {}).get("transition") == "recovered")
 
 
-def plan(findings, budgets=None, observed=None, check_mode=False):
+def plan(findings, budgets=None, observed=None, check_mode=False, verdict=None):
     """``{steps, lines}``: one step per service that asks for action, and what the plan task shows.
 
     Each step has a ``decision`` (restart, notify_only, not_installed, skip_budget, skip_backoff), a
     ``method`` and a ``sentence`` for people. ``budgets`` is restart_budget's ``services`` of
-    ``action=check`` (by service name), ``observed`` restart_budget's result of ``action=observe``.
+    ``action=check`` (by service name), ``observed`` restart_budget's result of ``action=observe``,
+    ``verdict`` the host's verdict from ``detect``, shown first when it is not ok.
     """
     steps = []
     for finding in findings:
@@ -215,7 +236,10 @@ def plan(findings, budgets=None, observed=None, check_mode=False):
         }
         steps.append(dict(finding, decision=decision, method=method, budget_left=status.get("budget_left"),
                           retry_after=status.get("retry_after"), sentence=sentences[decision]))
-    return {"steps": steps, "lines": plan_lines(steps, findings, recovered_services(observed), check_mode)}
+    lines = plan_lines(steps, findings, recovered_services(observed), check_mode)
+    if verdict and verdict.get("verdict", "ok") != "ok":
+        lines.insert(1 if check_mode else 0, "host verdict %s: %s" % (verdict["verdict"], "; ".join(verdict.get("reasons") or [])))
+    return {"steps": steps, "lines": lines}
 
 
 def plan_lines(steps, findings, recovered=(), check_mode=False):

@@ -208,3 +208,33 @@ def test_judge_skips_what_was_not_restarted_and_reports_the_host():
     assert report["failed"] == ["x"] and report["verdict"] == "crit" and report["recovered"] == ["y"]
     assert report["events"] == ["x skipped", "x failed_verify", "x escalated", "y recovered"]
     assert sorted(report["outcomes"][0]) == ["decision", "detail", "name", "reasons", "result", "unit"]
+
+
+@pytest.mark.parametrize("drain, expected", [
+    (None, {}),
+    ({"balancer": "lb-1"}, {"balancer": "lb-1", "upstream_file": "/etc/nginx/fleetops-upstream.conf",
+                            "server": "10.0.0.5:80"}),
+    ({"balancer": "lb-1", "port": 8080, "upstream_file": "/etc/nginx/up.conf"},
+     {"balancer": "lb-1", "upstream_file": "/etc/nginx/up.conf", "server": "10.0.0.5:8080"}),
+    ({"balancer": "lb-1", "server": "web-1.internal:81"},
+     {"balancer": "lb-1", "upstream_file": "/etc/nginx/fleetops-upstream.conf", "server": "web-1.internal:81"}),
+])
+def test_drain_names_this_hosts_server_entry(drain, expected):
+    service = dict(NGINX, drain=drain) if drain else NGINX
+    assert remediation.watch_list([service], POLICY, "10.0.0.5")[0]["drain"] == expected
+
+
+@pytest.mark.parametrize("drain, message", [
+    ({"port": 80}, r"remediate_services\[nginx\]\.drain needs balancer"),
+    ({"balancer": "lb", "weight": 2}, r"drain: unknown key weight"),
+])
+def test_drain_rejects_what_it_cannot_use(drain, message):
+    with pytest.raises(ValueError, match=message):
+        remediation.watch_list([dict(NGINX, drain=drain)], POLICY)
+
+
+def test_the_plan_names_a_bad_host_verdict_first():
+    verdict = {"verdict": "crit", "reasons": ["probe nginx down (refused)"]}
+    planned = remediation.plan([finding()], {"x": {"allowed": True}}, None, True, verdict)
+    assert planned["lines"][:2] == ["check mode, nothing is changed; the plan:", "host verdict crit: probe nginx down (refused)"]
+    assert remediation.plan([finding()], {}, None, False, {"verdict": "ok", "reasons": []})["lines"][0].startswith("leave x")
