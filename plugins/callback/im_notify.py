@@ -11,8 +11,9 @@ short_description: Send a run summary to WeCom, DingTalk, Feishu/Lark, Slack, Te
 version_added: 0.1.0
 description:
   - At the end of a playbook, sends one message with the per-host ok, changed, failed and unreachable counts,
-    the first failed task of each failing host, and the sweep's verdict counts (ok, warn, crit) for hosts
-    whose C(fleet_resources) fact carries a C(verdict).
+    the first failed task of each failing host, and the verdict counts (ok, warn, crit) of the hosts that
+    returned C(fleet_resources), C(fleet_probes) or C(fleet_logs) facts, judged as the sweep's report judges
+    them (a probe target down or a critical log rule is C(crit)).
   - Uses the same adapters, signing, retries and spool as the M(fleetops.health.im_notify) module.
   - Enable it with C(callbacks_enabled = fleetops.health.im_notify) in ansible.cfg or
     C(ANSIBLE_CALLBACKS_ENABLED=fleetops.health.im_notify). In AWX, set the environment variables on the
@@ -151,20 +152,41 @@ from ansible.plugins.callback import CallbackBase
 from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import ConfigError, Notification
 from ansible_collections.fleetops.health.plugins.module_utils.im_delivery import DeliveryError, notifier_for
 from ansible_collections.fleetops.health.plugins.module_utils.redaction import scrub
+from ansible_collections.fleetops.health.plugins.module_utils.scoring import host_verdict
 from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError
 
 MAX_HOST_LINES = 40
 VERDICT_LEVELS = ("crit", "warn", "ok")
 
 
-def verdict_of(fleet_resources):
-    """The verdict level of a ``fleet_resources`` fact: a plain string or ``{"level"|"status": ...}``."""
-    if not isinstance(fleet_resources, dict) or "verdict" not in fleet_resources:
+# The modules whose failure means a host could not be judged: in the sweep's report each is a crit reason.
+FLEET_CHECK_ACTIONS = ("host_resources", "probe", "log_scan")
+
+
+def new_observation():
+    """What a run has seen of one host: the latest fleet_resources, probe results by target, every fleet_logs."""
+    return {"resources": None, "probes": {}, "logs": [], "task_errors": []}
+
+
+def observe(observation, facts):
+    """Fold one task's ``ansible_facts`` into ``observation``; a later probe of a target replaces the earlier one."""
+    if isinstance(facts.get("fleet_resources"), dict):
+        observation["resources"] = facts["fleet_resources"]
+    probes = facts.get("fleet_probes")
+    if isinstance(probes, dict):
+        for result in probes.get("results") or []:
+            observation["probes"][result.get("name", "?")] = result
+    if isinstance(facts.get("fleet_logs"), dict):
+        observation["logs"].append(facts["fleet_logs"])
+    return observation
+
+
+def verdict_of(observation):
+    """The host's ok/warn/crit by ``scoring.host_verdict``, or None when the run saw no fleet facts of it."""
+    if not (observation["resources"] or observation["probes"] or observation["logs"] or observation["task_errors"]):
         return None
-    verdict = fleet_resources["verdict"]
-    if isinstance(verdict, dict):
-        verdict = verdict.get("level", verdict.get("status"))
-    return str(verdict).lower() if verdict is not None else None
+    return host_verdict(observation["resources"], {"results": list(observation["probes"].values())},
+                        observation["logs"], task_errors=observation["task_errors"])["verdict"]
 
 
 def build_summary(playbook, host_stats, verdicts, first_failures, duration):
@@ -223,7 +245,7 @@ class CallbackModule(CallbackBase):
         super().__init__(display=display)
         self.playbook_name = "playbook"
         self.started = time.time()
-        self.verdicts = {}
+        self.observations = {}
         self.first_failures = {}
 
     def v2_playbook_on_start(self, playbook):
@@ -243,14 +265,21 @@ class CallbackModule(CallbackBase):
         if chosen:
             self.set_options(var_options=chosen)
 
+    def _observation(self, result):
+        return self.observations.setdefault(result._host.get_name(), new_observation())
+
     def v2_runner_on_ok(self, result):
-        facts = result._result.get("ansible_facts") or {}
-        level = verdict_of(facts.get("fleet_resources"))
-        if level:
-            self.verdicts[result._host.get_name()] = level
+        # A looped task reports its items' facts inside ``results``.
+        for one in [result._result] + list(result._result.get("results") or []):
+            if isinstance(one, dict) and isinstance(one.get("ansible_facts"), dict):
+                observe(self._observation(result), one["ansible_facts"])
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         host = result._host.get_name()
+        action = str(result._task.action).rsplit(".", 1)[-1]
+        if ignore_errors and action in FLEET_CHECK_ACTIONS:
+            # The sweep goes on past a check that could not run; its report calls the host crit, and so do we.
+            self._observation(result)["task_errors"].append("%s failed" % action)
         if ignore_errors or host in self.first_failures:
             return
         message = str(result._result.get("msg", "")).splitlines()[0:1]
@@ -261,7 +290,9 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_stats(self, stats):
         host_stats = {host: stats.summarize(host) for host in stats.processed}
-        severity, lines, is_failure = build_summary(self.playbook_name, host_stats, self.verdicts,
+        verdicts = dict((host, verdict_of(observation)) for host, observation in self.observations.items())
+        verdicts = dict((host, level) for host, level in verdicts.items() if level)
+        severity, lines, is_failure = build_summary(self.playbook_name, host_stats, verdicts,
                                                     self.first_failures, time.time() - self.started)
         if self.get_option("send_on") == "failure" and not is_failure:
             return

@@ -13,13 +13,10 @@ import re
 from ansible_collections.fleetops.health.plugins.module_utils.redaction import mask_data
 from ansible_collections.fleetops.health.plugins.module_utils.scoring import (
     VERDICT_RANK,
+    host_verdict,
     merge_thresholds,
     worst_verdict,
 )
-
-CRIT_LOG_SEVERITIES = ("critical", "crit", "fatal", "emergency", "alert")
-WARN_LOG_SEVERITIES = ("warning", "warn", "error")
-
 
 def human_bytes(value):
     """1536 -> '1.5 KiB'; ``None`` -> '-'."""
@@ -35,61 +32,9 @@ def human_bytes(value):
     return "%.1f %s" % (size, unit)
 
 
-def _probe_findings(probes):
-    findings = []
-    for result in (probes or {}).get("results") or []:
-        detail = result.get("error_kind") or result.get("error") or "failed"
-        name = result.get("name", "?")
-        # state follows the unhealthy threshold; a target failing but not yet down is a warning.
-        if result.get("state") == "down" or (result.get("state") is None and result.get("ok") is False):
-            findings.append(("crit", "probe %s down (%s)" % (name, detail)))
-        elif result.get("ok") is False:
-            findings.append(("warn", "probe %s failing (%s), not down yet" % (name, detail)))
-    return findings
-
-
-def _log_rule_items(logs):
-    """Per-rule entries as ``(name, count, severity)``; rules may come as a list or a name-keyed dict."""
-    rules = (logs or {}).get("rules") or {}
-    if isinstance(rules, dict):
-        rules = [dict(rule, name=name) for name, rule in rules.items()]
-    return [(rule.get("name") or rule.get("rule") or "?", int(rule.get("count") or 0), str(rule.get("severity") or "").lower())
-            for rule in rules]
-
-
-def _log_findings(logs):
-    findings = []
-    for name, count, severity in _log_rule_items(logs):
-        if count <= 0:
-            continue
-        if severity in CRIT_LOG_SEVERITIES:
-            level = "crit"
-        elif severity in WARN_LOG_SEVERITIES:
-            level = "warn"
-        else:
-            continue
-        findings.append((level, "log rule %s: %d %s match%s" % (name, count, severity, "" if count == 1 else "es")))
-    return findings
-
-
 def fleet_host_verdict(resources, probes=None, logs=None, error=None, task_errors=None):
-    """One host's verdict and reasons from all its facts; most severe reasons first.
-
-    ``task_errors`` are failures of the sweep's other calls (probe, log_scan): a check that could not run
-    is a crit reason, never a silent pass.
-    """
-    findings = []
-    if error:
-        findings.append(("crit", error))
-    findings.extend(("crit", task_error) for task_error in task_errors or [])
-    if resources:
-        base_level = resources.get("verdict") or "ok"
-        findings.extend((base_level if base_level != "ok" else "warn", reason) for reason in resources.get("reasons") or [])
-    findings.extend(_probe_findings(probes))
-    findings.extend(_log_findings(logs))
-    # Stable sort keeps each source's own order (host_resources already sorts by overshoot).
-    findings.sort(key=lambda finding: -VERDICT_RANK[finding[0]])
-    return {"verdict": worst_verdict(finding[0] for finding in findings), "reasons": [finding[1] for finding in findings]}
+    """One host's verdict and reasons from all its facts: the collection's one verdict, ``scoring.host_verdict``."""
+    return host_verdict(resources, probes, logs, error, task_errors)
 
 
 def human_duration(seconds):
@@ -132,12 +77,28 @@ def _task_failure(module, result):
 
 
 def _host_error(result):
-    """Why a host has no facts, from its registered host_resources result."""
+    """Why a host has no fleet_resources, from its registered host_resources result: never nothing."""
     if not result:
-        return "no result from host_resources (host skipped or not reached)"
+        return "no data: no result from host_resources (host skipped or not reached)"
     if result.get("unreachable"):
         return "unreachable: %s" % str(result.get("msg", "")).strip()[:300]
-    return _task_failure("host_resources", result)
+    return _task_failure("host_resources", result) or "no data: host_resources returned no fleet_resources"
+
+
+def host_fact(variables, name, result_name):
+    """This run's ``name`` fact of a host: from its registered result ``result_name``, else its ``ansible_facts``.
+
+    Neither depends on INJECT_FACTS_AS_VARS. A registered result wins, so a failed call is never covered by
+    a fact cached from an earlier run; a host that registered nothing (another playbook) falls back to
+    ``ansible_facts``.
+    """
+    result = variables.get(result_name)
+    if isinstance(result, dict) or hasattr(result, "items"):
+        if result.get("ansible_facts"):
+            return _plain((result.get("ansible_facts") or {}).get(name))
+        if not result.get("skipped"):
+            return None
+    return _plain((variables.get("ansible_facts") or {}).get(name))
 
 
 def fleet_host_row(host, resources, probes=None, logs=None, result=None, thresholds=None, task_errors=None):
@@ -145,7 +106,7 @@ def fleet_host_row(host, resources, probes=None, logs=None, result=None, thresho
     levels = merge_thresholds(thresholds)
     resources = dict(resources) if resources else None
     error = None if resources else _host_error(result)
-    verdict = fleet_host_verdict(resources, probes, logs, error, task_errors)
+    verdict = host_verdict(resources, probes, logs, error, task_errors)
     row = {
         "host": host,
         "reachable": resources is not None,
@@ -231,17 +192,20 @@ def without_log_samples(logs):
 def fleet_report(hostvars, hosts, thresholds=None, generated_at="", log_samples=True):
     """The whole report: counts per verdict and one row per host, most severe first.
 
-    ``hostvars`` is Ansible's hostvars (or any mapping of host to its variables); each host may have
-    ``fleet_resources``, ``fleet_probes``, ``fleet_logs`` and the registered ``fleet_resources_result``,
-    ``fleet_probe_result`` and ``fleet_logs_result``. The report's text is masked (``mask_data``): it is
-    written to files that outlive the run. ``log_samples=False`` keeps matched log lines out of it.
+    ``hostvars`` is Ansible's hostvars (or any mapping of host to its variables). Each host's facts
+    ``fleet_resources``, ``fleet_probes`` and ``fleet_logs`` are read from its registered results
+    ``fleet_resources_result``, ``fleet_probe_result`` and ``fleet_logs_result``, else from its
+    ``ansible_facts``: never from injected top-level variables, which INJECT_FACTS_AS_VARS=false removes.
+    A host without fleet_resources and without an error is crit "no data". The report's text is masked
+    (``mask_data``): it is written to files that outlive the run. ``log_samples=False`` keeps matched log
+    lines out of it.
     """
     rows = []
     for host in hosts:
         variables = hostvars[host]
-        resources = _plain(variables.get("fleet_resources"))
-        probes = _plain(variables.get("fleet_probes"))
-        logs = _plain(variables.get("fleet_logs"))
+        resources = host_fact(variables, "fleet_resources", "fleet_resources_result")
+        probes = host_fact(variables, "fleet_probes", "fleet_probe_result")
+        logs = host_fact(variables, "fleet_logs", "fleet_logs_result")
         if not log_samples:
             logs = without_log_samples(logs)
         # The host's own levels, as host_resources used them, colour its bars.

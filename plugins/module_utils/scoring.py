@@ -1,7 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, fleetops.health contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Thresholds, the weighted load score and the ok/warn/crit verdict with the reasons behind it."""
+"""Thresholds, the weighted load score and the ok/warn/crit verdict with the reasons behind it.
+
+``host_verdict`` is the one place where a host's verdict is made: the sweep's report, the im_notify
+callback and the remediate role all call it, so a host is judged alike wherever it shows up.
+"""
 
 from __future__ import annotations
 
@@ -145,3 +149,83 @@ def load_score(resources, weights):
     if not total_weight:
         return None
     return int(round(sum(weights[name] * value for name, value in measured.items()) / total_weight))
+
+
+# log_scan rule severities that make a matching rule a crit or a warn reason; other severities only count.
+CRIT_LOG_SEVERITIES = ("critical", "crit", "fatal", "emergency", "alert")
+WARN_LOG_SEVERITIES = ("warning", "warn", "error")
+
+
+def probe_findings(probes):
+    """``[(level, reason)]`` from a ``fleet_probes`` fact: a target down is crit, failing but not yet down warn."""
+    findings = []
+    for result in (probes or {}).get("results") or []:
+        detail = result.get("error_kind") or result.get("error") or "failed"
+        name = result.get("name", "?")
+        # state follows the unhealthy threshold; a target failing but not yet down is a warning.
+        if result.get("state") == "down" or (result.get("state") is None and result.get("ok") is False):
+            findings.append(("crit", "probe %s down (%s)" % (name, detail)))
+        elif result.get("ok") is False:
+            findings.append(("warn", "probe %s failing (%s), not down yet" % (name, detail)))
+    return findings
+
+
+def log_rule_items(logs):
+    """Per-rule entries of a ``fleet_logs`` fact as ``(name, count, severity)``; rules as a list or a name-keyed dict."""
+    rules = (logs or {}).get("rules") or {}
+    if isinstance(rules, dict):
+        rules = [dict(rule, name=name) for name, rule in rules.items()]
+    return [(rule.get("name") or rule.get("rule") or "?", int(rule.get("count") or 0), str(rule.get("severity") or "").lower())
+            for rule in rules]
+
+
+def log_findings(logs):
+    """``[(level, reason)]`` from one ``fleet_logs`` fact or a list of them (one per log_scan call)."""
+    findings = []
+    for one in logs if isinstance(logs, list) else [logs]:
+        for name, count, severity in log_rule_items(one):
+            if count <= 0:
+                continue
+            if severity in CRIT_LOG_SEVERITIES:
+                level = "crit"
+            elif severity in WARN_LOG_SEVERITIES:
+                level = "warn"
+            else:
+                continue
+            findings.append((level, "log rule %s: %d %s match%s" % (name, count, severity, "" if count == 1 else "es")))
+    return findings
+
+
+def resource_findings(resources):
+    """``[(level, reason)]`` from a ``fleet_resources`` fact: its reasons at host_resources' own verdict."""
+    if not resources:
+        return []
+    level = str(resources.get("verdict") or "ok").lower()
+    if level not in VERDICT_RANK:
+        raise ValueError("fleet_resources.verdict must be ok, warn or crit, got %r" % (resources.get("verdict"),))
+    # A reason on an ok host (none today) still deserves a look.
+    level = level if level != "ok" else "warn"
+    reasons = list(resources.get("reasons") or [])
+    if not reasons and resources.get("verdict") in ("warn", "crit"):
+        reasons = ["host_resources verdict %s" % level]
+    return [(level, reason) for reason in reasons]
+
+
+def host_verdict(resources=None, probes=None, logs=None, error=None, task_errors=None):
+    """One host's ``{verdict, reasons}`` from everything known of it; the most severe reasons first.
+
+    ``resources`` is host_resources' ``fleet_resources`` fact, ``probes`` the probe module's ``fleet_probes``,
+    ``logs`` one ``fleet_logs`` fact or a list of them. ``error`` says why a host has no facts (unreachable,
+    no data), ``task_errors`` are checks that could not run: each is a crit reason, never a silent pass.
+    A probe target down and a critical log rule are crit, a failing probe and a warning log rule warn.
+    """
+    findings = []
+    if error:
+        findings.append(("crit", error))
+    findings.extend(("crit", task_error) for task_error in task_errors or [])
+    findings.extend(resource_findings(resources))
+    findings.extend(probe_findings(probes))
+    findings.extend(log_findings(logs))
+    # Stable sort keeps each source's own order (host_resources already sorts by overshoot).
+    findings.sort(key=lambda finding: -VERDICT_RANK[finding[0]])
+    return {"verdict": worst_verdict(finding[0] for finding in findings), "reasons": [finding[1] for finding in findings]}

@@ -95,7 +95,8 @@ def lab(request):
     """
     host_lab.reap_orphaned_labs()
     pid = os.getpid()
-    session_lab = host_lab.Lab(f"fleetops-e2e-{pid}", owner_pid=pid)
+    # FLEETOPS_LAB_NAME names the lab of one user among several on a machine (docs/lab.md).
+    session_lab = host_lab.Lab(os.environ.get("FLEETOPS_LAB_NAME") or f"fleetops-e2e-{pid}", owner_pid=pid)
     request.addfinalizer(session_lab.down)
     started = session_lab.up(count=_requested_host_count(request.session))
     return LabSession(
@@ -173,13 +174,14 @@ def ansible_env() -> dict:
 
 @pytest.fixture(scope="session")
 def run_playbook(request):
-    """Return ``run(playbook, inventory=None, extravars=None, check=False, limit=None, timeout=600)``.
+    """Return ``run(playbook, inventory=None, extravars=None, check=False, limit=None, timeout=600, options=())``.
 
     ``playbook`` is a path or a collection playbook name (fleetops.health.sweep). Without
     ``inventory`` the session's lab (ssh inventory) is used, starting it if needed. ``extravars`` go
-    in as JSON, so types survive. ``limit`` takes a pattern or a list of hosts.
+    in as JSON, so types survive. ``limit`` takes a pattern or a list of hosts. ``options`` are more
+    command-line arguments (``["--tags", "remediate_plan"]``).
     """
-    def run(playbook, inventory=None, extravars=None, check=False, limit=None, timeout=600):
+    def run(playbook, inventory=None, extravars=None, check=False, limit=None, timeout=600, options=()):
         if inventory is None:
             inventory = request.getfixturevalue("lab").inventory
         command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook)]
@@ -189,6 +191,7 @@ def run_playbook(request):
             command.append("--check")
         if limit:
             command += ["--limit", limit if isinstance(limit, str) else ",".join(limit)]
+        command += list(options)
         completed = subprocess.run(command, env=ansible_env(), cwd=REPO_ROOT, capture_output=True, text=True,
                                    timeout=timeout, check=False)
         try:

@@ -173,11 +173,22 @@ def test_a_refused_port_that_nothing_repairs_fails_the_drill_and_is_undone(lab, 
     assert_site_as_found(lab, host)
 
 
-def test_a_disk_filled_to_the_threshold_is_reported_by_host_resources_and_emptied(lab, run_playbook):
+def test_a_tmpfs_the_sweep_does_not_measure_is_refused_before_writing(lab, run_playbook):
+    """The drill measures what the sweep measures: by default no tmpfs, so a /dev/shm fill would go unseen."""
     host = lab.hosts[2]
     result = run_playbook(CHAOS, extravars={"chaos_hosts": host, "chaos_faults": ["disk_fill"],
+                                            "chaos_disk_path": "/dev/shm", "chaos_settle": 0})
+    assert not result.ok
+    assert "not a mount point the sweep measures" in result.failure_summary()
+    assert sh(lab, host, "ls -A /dev/shm") == ""
+
+
+def test_a_disk_filled_to_the_threshold_is_reported_by_host_resources_and_emptied(lab, run_playbook):
+    host = lab.hosts[2]
+    # tmpfs counts for the drill only as it would for the sweep: with fleet_exclude_fstypes set to include it.
+    result = run_playbook(CHAOS, extravars={"chaos_hosts": host, "chaos_faults": ["disk_fill"],
                                             "chaos_disk_path": "/dev/shm", "chaos_disk_threshold": 90,
-                                            "chaos_settle": 0})
+                                            "chaos_settle": 0, "fleet_exclude_fstypes": []})
     assert result.ok, result.failure_summary()
     seen = result.task_results("fleetops.health.chaos : Wait until host_resources reports the disk at the threshold")[host]
     facts = seen["ansible_facts"]["fleet_resources"]
@@ -195,7 +206,7 @@ def test_a_disk_fill_larger_than_allowed_is_refused_before_writing(lab, run_play
     host = lab.hosts[2]
     result = run_playbook(CHAOS, extravars={"chaos_hosts": host, "chaos_faults": ["disk_fill"],
                                             "chaos_disk_path": "/dev/shm", "chaos_disk_max_fill": 1048576 * 8,
-                                            "chaos_settle": 0})
+                                            "chaos_settle": 0, "fleet_exclude_fstypes": []})
     assert not result.ok
     assert "more than chaos_disk_max_fill=8388608" in result.failure_summary()
     assert sh(lab, host, "ls -A /dev/shm") == ""

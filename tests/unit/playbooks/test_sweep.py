@@ -48,6 +48,16 @@ all:
 """
 
 
+@pytest.fixture(params=[True, False], ids=["facts_injected", "injection_off"])
+def inject_facts(request, monkeypatch):
+    """Each sweep test runs with facts injected as top-level variables and with that injection off.
+
+    ansible-core 2.20 deprecates the injection; the sweep must not depend on it.
+    """
+    monkeypatch.setenv("ANSIBLE_INJECT_FACT_VARS", "true" if request.param else "false")
+    return request.param
+
+
 def sweep(tmp_path, *extra, report="report", inventory_text=INVENTORY):
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(inventory_text % {"python": sys.executable})
@@ -102,7 +112,7 @@ def chromium_rows(html_path):
     return parser, proc.stdout
 
 
-def test_sweep_reports_every_host_and_does_not_fail_by_default(tmp_path):
+def test_sweep_reports_every_host_and_does_not_fail_by_default(tmp_path, inject_facts):
     proc, report_dir = sweep(tmp_path)
     assert proc.returncode == 0, proc.stdout
     # terminal summary: headline and one row per host, most severe first
@@ -129,7 +139,7 @@ def test_sweep_reports_every_host_and_does_not_fail_by_default(tmp_path):
     assert dom.count('<svg class="bar"') == 3 * 2  # MEM/DISK bars for the three hosts with facts (no cpu)
 
 
-def test_fleet_fail_on_crit_fails_the_play_naming_hosts(tmp_path):
+def test_fleet_fail_on_crit_fails_the_play_naming_hosts(tmp_path, inject_facts):
     proc, report_dir = sweep(tmp_path, "-e", "fleet_fail_on=crit", "--limit", "web-01,db-01")
     assert proc.returncode != 0
     assert "fleet_fail_on=crit: 1 host(s) at crit or worse: db-01" in proc.stdout
@@ -137,7 +147,7 @@ def test_fleet_fail_on_crit_fails_the_play_naming_hosts(tmp_path):
     assert json.loads((report_dir / "fleet-report.json").read_text())["total"] == 2
 
 
-def test_fleet_fail_on_warn_passes_a_healthy_fleet_and_bad_value_stops_early(tmp_path):
+def test_fleet_fail_on_warn_passes_a_healthy_fleet_and_bad_value_stops_early(tmp_path, inject_facts):
     proc = sweep(tmp_path, "-e", "fleet_fail_on=warn", "--limit", "web-01,web-02")[0]
     assert proc.returncode == 0, proc.stdout
     proc, report_dir = sweep(tmp_path, "-e", "fleet_fail_on=critical", "--limit", "web-01", report="never-written")
@@ -150,10 +160,10 @@ def test_fleet_fail_on_warn_passes_a_healthy_fleet_and_bad_value_stops_early(tmp
 def test_html_escapes_host_content_and_scales_to_many_hosts(tmp_path):
     """Rendered as Ansible's template module does (no autoescape), with hostile reasons, in Chromium."""
     hostile = "<img src=x onerror=\"document.title='owned'\">"
-    hostvars = dict(("node-%02d" % index, {"fleet_resources": {
+    hostvars = dict(("node-%02d" % index, {"ansible_facts": {"fleet_resources": {
         "verdict": "warn" if index % 3 else "crit", "reasons": ["disk /srv%s 90%% >= warn 85%%" % hostile],
         "score": index, "cpu": {"percent": float(index)}, "memory": {"percent": 50.0},
-        "disks": [{"mount": "/srv" + hostile, "percent": 90.0, "free": 1 << 30}]}}) for index in range(40))
+        "disks": [{"mount": "/srv" + hostile, "percent": 90.0, "free": 1 << 30}]}}}) for index in range(40))
     report = fleet.fleet_report(hostvars, sorted(hostvars), generated_at="2026-01-01T00:00:00Z")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(COLLECTION_ROOT, "roles", "sweep", "templates")))
     env.filters["fleetops.health.human_bytes"] = fleet.human_bytes
@@ -191,7 +201,7 @@ all:
 """
 
 
-def test_sweep_probes_and_scans_logs_where_the_inventory_asks(tmp_path):
+def test_sweep_probes_and_scans_logs_where_the_inventory_asks(tmp_path, inject_facts):
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         closed_port = closed.getsockname()[1]
@@ -246,7 +256,7 @@ def _secrets_sweep(tmp_path, run, *extra):
     return sweep(tmp_path, *extra, inventory_text=text, report="report-%s" % run)
 
 
-def test_reports_are_private_by_default_and_mask_credentials(tmp_path):
+def test_reports_are_private_by_default_and_mask_credentials(tmp_path, inject_facts):
     proc, report_dir = _secrets_sweep(tmp_path, "default")
     assert proc.returncode == 0, proc.stdout
     assert oct(os.stat(str(report_dir)).st_mode & 0o777) == "0o700"
@@ -260,7 +270,7 @@ def test_reports_are_private_by_default_and_mask_credentials(tmp_path):
         assert secret not in text and secret not in proc.stdout, secret
 
 
-def test_report_mode_is_a_variable_and_log_samples_can_be_left_out(tmp_path):
+def test_report_mode_is_a_variable_and_log_samples_can_be_left_out(tmp_path, inject_facts):
     proc, report_dir = _secrets_sweep(tmp_path, "shared", "-e", "fleet_report_mode=0640",
                                       "-e", "fleet_report_dir_mode=0750", "-e", '{"fleet_report_log_samples": false}')
     assert proc.returncode == 0, proc.stdout
@@ -271,7 +281,7 @@ def test_report_mode_is_a_variable_and_log_samples_can_be_left_out(tmp_path):
     assert login["count"] == 1 and "samples" not in login and "login FAILED" not in text
 
 
-def test_report_mode_must_be_a_quoted_octal_string(tmp_path):
+def test_report_mode_must_be_a_quoted_octal_string(tmp_path, inject_facts):
     proc, report_dir = _secrets_sweep(tmp_path, "badmode", "-e", '{"fleet_report_mode": 644}')
     assert proc.returncode != 0
     assert "fleet_report_mode and fleet_report_dir_mode must be quoted octal modes" in proc.stdout

@@ -11,21 +11,45 @@ import textwrap
 
 import pytest
 
-from ansible_collections.fleetops.health.plugins.callback.im_notify import build_summary, verdict_of
+from ansible_collections.fleetops.health.plugins.callback.im_notify import build_summary, new_observation, observe, verdict_of
 from ansible_collections.fleetops.health.tests.unit.conftest import COLLECTION_ROOT
 from ansible_collections.fleetops.health.tests.unit.im_receivers import IMReceiver
+from ansible_collections.fleetops.health.tests.unit.playbook_runner import collections_path
 
 
 def stats(ok=0, changed=0, failures=0, unreachable=0):
     return {"ok": ok, "changed": changed, "failures": failures, "unreachable": unreachable, "skipped": 0}
 
 
-@pytest.mark.parametrize("fact,expected", [
-    ({"verdict": "CRIT"}, "crit"), ({"verdict": {"level": "warn", "reasons": ["disk"]}}, "warn"),
-    ({"verdict": {"status": "ok"}}, "ok"), ({"cpu": 1}, None), ("not a dict", None),
+PROBE_DOWN = {"fleet_probes": {"results": [{"name": "api", "ok": False, "state": "down", "error_kind": "refused"}]}}
+PROBE_UP = {"fleet_probes": {"results": [{"name": "api", "ok": True, "state": "up"}]}}
+
+
+@pytest.mark.parametrize("facts_seen,expected", [
+    ([{"fleet_resources": {"verdict": "crit", "reasons": ["disk / 99% >= crit 95%"]}}], "crit"),
+    ([{"fleet_resources": {"verdict": "warn", "reasons": ["cpu 90% >= warn 85%"]}}], "warn"),
+    ([{"fleet_resources": {"verdict": "ok", "reasons": []}}], "ok"),
+    # host_resources says ok, but a probe target is down: crit, as in the sweep's report
+    ([{"fleet_resources": {"verdict": "ok", "reasons": []}}, PROBE_DOWN], "crit"),
+    ([PROBE_DOWN], "crit"),
+    # a later probe of the same target (remediate's verification) replaces the earlier one
+    ([PROBE_DOWN, PROBE_UP], "ok"),
+    ([{"fleet_logs": {"rules": {"oom": {"count": 1, "severity": "critical"}}}}], "crit"),
+    ([{"fleet_logs": {"rules": {"slow": {"count": 2, "severity": "warning"}}}}, {"fleet_logs": {"rules": {}}}], "warn"),
+    ([{"cpu": 1}], None),
+    ([], None),
 ])
-def test_verdict_of(fact, expected):
-    assert verdict_of(fact) == expected
+def test_verdict_of_merges_everything_seen_of_a_host(facts_seen, expected):
+    observation = new_observation()
+    for facts in facts_seen:
+        observe(observation, facts)
+    assert verdict_of(observation) == expected
+
+
+def test_a_check_that_could_not_run_is_crit():
+    observation = new_observation()
+    observation["task_errors"].append("probe failed")
+    assert verdict_of(observation) == "crit"
 
 
 def test_summary_counts_hosts_failures_and_verdicts():
@@ -60,7 +84,8 @@ PLAYBOOK = """
     - name: The sweep's facts
       ansible.builtin.set_fact:
         fleet_resources:
-          verdict: "{{ 'ok' if all_ok | bool else {'web1': 'ok', 'web2': {'level': 'warn'}, 'db1': 'crit'}[inventory_hostname] }}"
+          verdict: "{{ 'ok' if all_ok | bool else {'web1': 'ok', 'web2': 'warn', 'db1': 'crit'}[inventory_hostname] }}"
+          reasons: "{{ [] if all_ok | bool or inventory_hostname == 'web1' else ['memory 99% >= ' ~ inventory_hostname] }}"
     - name: Something breaks on db1
       ansible.builtin.fail:
         msg: disk /var is full
@@ -158,3 +183,42 @@ def test_callback_spool_keeps_an_undelivered_summary_for_the_next_run(tmp_path):
     assert os.listdir(str(tmp_path / "spool" / "queue")) == []
     spooled_then_sent = [m["text"]["content"] for m in messages]
     assert all(text.startswith("[CRITICAL] Ansible run play.yml") for text in spooled_then_sent)
+
+
+PROBE_PLAYBOOK = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: host_resources finds nothing wrong
+      ansible.builtin.set_fact:
+        fleet_resources: {verdict: ok, reasons: []}
+    - name: The real probe module finds the endpoint down
+      fleetops.health.probe:
+        targets: [{name: api, tcp: "127.0.0.1:%(port)d"}]
+        state_file: "%(tmp)s/probe.json"
+        unhealthy_threshold: 1
+"""
+
+
+def test_send_on_failure_speaks_for_a_probe_down_host_like_the_report(tmp_path):
+    """The report calls a host with a down probe crit (test_fleet); the callback must send for it too."""
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    (tmp_path / "play.yml").write_text(PROBE_PLAYBOOK % {"port": port, "tmp": tmp_path})
+    (tmp_path / "hosts.ini").write_text("web1 ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
+    with IMReceiver("slack") as receiver:
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(COLLECTION_ROOT, "ansible.cfg"),
+                   ANSIBLE_COLLECTIONS_PATH=os.pathsep.join(collections_path()),
+                   ANSIBLE_CALLBACKS_ENABLED="fleetops.health.im_notify", ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
+                   ANSIBLE_NOCOLOR="1", FLEETOPS_IM_PLATFORM="slack", FLEETOPS_IM_SEND_ON="failure",
+                   FLEETOPS_IM_URL=receiver.url)
+        done = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i",
+                               str(tmp_path / "hosts.ini"), str(tmp_path / "play.yml")],
+                              env=env, capture_output=True, text=True, timeout=120, check=False)
+        messages = receiver.wait_for(1)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert len(messages) == 1, done.stdout[-2000:]
+    assert messages[0]["text"].startswith(":red_circle: [CRITICAL]") and "crit: web1" in messages[0]["text"]

@@ -97,12 +97,19 @@ def test_row_lists_the_three_busiest_processes():
                               {"name": "p2", "pid": 2, "cpu_percent": 88.0}]
 
 
+def registered(**facts):
+    """A registered module result that returned ``facts``."""
+    return {"changed": False, "failed": False, "ansible_facts": facts}
+
+
+# As the sweep leaves them with INJECT_FACTS_AS_VARS off: registered results and ansible_facts, no top-level facts.
 HOSTVARS = {
-    "web1": {"fleet_resources": OK_HOST},
-    "web2": {"fleet_resources": dict(OK_HOST, score=30)},
-    "db1": {"fleet_resources": CRIT_DISK, "fleet_thresholds": {"disk": {"warn": 98, "crit": 99}}},
+    "web1": {"fleet_resources_result": registered(fleet_resources=OK_HOST)},
+    "web2": {"fleet_resources_result": registered(fleet_resources=dict(OK_HOST, score=30))},
+    "db1": {"fleet_resources_result": registered(fleet_resources=CRIT_DISK), "fleet_thresholds": {"disk": {"warn": 98, "crit": 99}}},
     "gone": {"fleet_resources_result": {"unreachable": True, "msg": "timed out"}},
-    "api1": {"fleet_resources": OK_HOST, "fleet_logs": {"rules": {"slow": {"count": 1, "severity": "warning"}}}},
+    # facts set by other tasks than the sweep's registered ones
+    "api1": {"ansible_facts": {"fleet_resources": OK_HOST, "fleet_logs": {"rules": {"slow": {"count": 1, "severity": "warning"}}}}},
 }
 
 
@@ -168,3 +175,25 @@ def test_table_has_a_row_per_host_with_top_reason():
 def test_filters_are_registered():
     assert set(fleet.FilterModule().filters()) == {"fleet_report", "fleet_host_verdict", "fleet_table",
                                                    "fleet_failing_hosts", "human_bytes"}
+
+
+@pytest.mark.parametrize("variables, verdict, reason", [
+    # injected top-level facts alone are not read: INJECT_FACTS_AS_VARS=false has none, and the host has no data
+    ({"fleet_resources": OK_HOST}, "crit", "no data: no result from host_resources (host skipped or not reached)"),
+    ({"fleet_resources_result": {"changed": False, "failed": False}}, "crit",
+     "no data: host_resources returned no fleet_resources"),
+    ({"fleet_resources_result": registered(fleet_resources=OK_HOST)}, "ok", ""),
+    ({"ansible_facts": {"fleet_resources": OK_HOST}}, "ok", ""),
+    # a failed call this run is not covered by a fact cached from an earlier run
+    ({"fleet_resources_result": {"failed": True, "msg": "boom"}, "ansible_facts": {"fleet_resources": OK_HOST}},
+     "crit", "host_resources failed: boom"),
+    # a skipped probe call falls back to ansible_facts; a registered one wins over them
+    ({"fleet_resources_result": registered(fleet_resources=OK_HOST), "fleet_probe_result": {"skipped": True},
+      "ansible_facts": {"fleet_probes": PROBES_ONE_DOWN}}, "crit", "probe web down (timeout)"),
+    ({"fleet_resources_result": registered(fleet_resources=OK_HOST),
+      "fleet_probe_result": registered(fleet_probes={"results": []}), "ansible_facts": {"fleet_probes": PROBES_ONE_DOWN}},
+     "ok", ""),
+])
+def test_report_reads_registered_results_or_ansible_facts_never_injected_vars(variables, verdict, reason):
+    row = fleet.fleet_report({"h": variables}, ["h"])["hosts"][0]
+    assert (row["verdict"], row["top_reason"]) == (verdict, reason)

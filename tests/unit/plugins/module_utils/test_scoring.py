@@ -105,3 +105,29 @@ def test_small_levels_are_not_rounded_to_zero():
 def test_worst_verdict():
     assert scoring.worst_verdict(["ok", "crit", "warn"]) == "crit"
     assert scoring.worst_verdict([]) == "ok"
+
+
+PROBE_DOWN = {"results": [{"name": "api", "ok": False, "state": "down", "error_kind": "refused"}]}
+
+
+@pytest.mark.parametrize("kwargs, verdict, reasons", [
+    ({}, "ok", []),
+    ({"resources": {"verdict": "ok", "reasons": []}}, "ok", []),
+    ({"resources": {"verdict": "warn", "reasons": ["cpu 90% >= warn 85%"]}}, "warn", ["cpu 90% >= warn 85%"]),
+    # a crit verdict without reasons still says why, and stays crit
+    ({"resources": {"verdict": "crit"}}, "crit", ["host_resources verdict crit"]),
+    ({"resources": {"verdict": "ok", "reasons": []}, "probes": PROBE_DOWN}, "crit", ["probe api down (refused)"]),
+    ({"logs": [{"rules": {"oom": {"count": 1, "severity": "critical"}}},
+               {"rules": [{"name": "slow", "count": 2, "severity": "warning"}]}]},
+     "crit", ["log rule oom: 1 critical match", "log rule slow: 2 warning matches"]),
+    ({"error": "no data", "task_errors": ["probe failed: x"]}, "crit", ["no data", "probe failed: x"]),
+    ({"resources": {"verdict": "warn", "reasons": ["cpu 90% >= warn 85%"]}, "probes": PROBE_DOWN},
+     "crit", ["probe api down (refused)", "cpu 90% >= warn 85%"]),
+])
+def test_host_verdict_merges_every_source(kwargs, verdict, reasons):
+    assert scoring.host_verdict(**kwargs) == {"verdict": verdict, "reasons": reasons}
+
+
+def test_host_verdict_rejects_an_unknown_resources_verdict():
+    with pytest.raises(ValueError, match="fleet_resources.verdict must be ok, warn or crit"):
+        scoring.host_verdict({"verdict": "bad"})
