@@ -354,6 +354,27 @@ def test_auto_engine_falls_back_to_stdlib_without_aiohttp():
     assert probe_engine.choose_engine("auto") == "aiohttp"
 
 
+@pytest.mark.parametrize("event_loop", LOOPS)
+def test_ip_literals_need_no_name_lookup_and_names_go_through_the_engines_threads(http_base, event_loop, monkeypatch):
+    """IP literals never reach the resolver; a name is looked up by socket.getaddrinfo in the engine's own
+    threads, on uvloop too (whose own resolver pool would keep a hanging lookup alive at exit)."""
+    port = int(http_base.rsplit(":", 1)[1])
+    looked_up = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def recording_getaddrinfo(host, *args, **kwargs):
+        looked_up.append(host)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", recording_getaddrinfo)
+    results = probe("aiohttp", dict(name="web", url=http_base + "/ok"), dict(name="db", tcp="127.0.0.1:%d" % port),
+                    event_loop=event_loop)
+    assert [r["ok"] for r in results] == [True, True] and looked_up == []
+    results = probe("aiohttp", dict(name="web", url="http://localhost:%d/ok" % port),
+                    dict(name="db", tcp="localhost:%d" % port), event_loop=event_loop)
+    assert [r["ok"] for r in results] == [True, True] and looked_up == ["localhost", "localhost"]
+
+
 def test_auto_event_loop_falls_back_to_asyncio_without_uvloop(http_base):
     script = ("import sys\nsys.modules['uvloop'] = None\n"
               "from ansible_collections.fleetops.health.plugins.module_utils import probe_engine as e\n"
