@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - not on Linux
 
 try:
     import aiohttp
+    from aiohttp.abc import AbstractResolver
     import yarl  # aiohttp's own dependency: a URL parsed once serves every attempt at it
     AIOHTTP_IMPORT_ERROR = None
 except ImportError as aiohttp_exc:  # pragma: no cover - depends on the host
@@ -321,8 +322,7 @@ if aiohttp is not None:
 
 
 class ExecutorLookups(object):
-    """Name lookups in the loop's default executor, whichever loop runs: ``getaddrinfo``/``getnameinfo``
-    with the signatures of a loop's, so aiohttp's ThreadedResolver can take it as its loop.
+    """Name lookups in the loop's default executor, whichever loop runs.
 
     uvloop resolves in libuv's own pool of four threads, and its ``close()`` waits for lookups still
     running there: one resolver that never answers would hold the process past the deadline. In the
@@ -332,12 +332,38 @@ class ExecutorLookups(object):
     def __init__(self, loop):
         self._loop = loop
 
-    def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):  # pylint: disable=redefined-builtin
-        return self._loop.run_in_executor(None, functools.partial(socket.getaddrinfo, host, port, family, type,
-                                                                  proto, flags))
+    def getaddrinfo(self, host, port, family=0, socket_type=0, flags=0):
+        return self._loop.run_in_executor(None, functools.partial(socket.getaddrinfo, host, port, family,
+                                                                  socket_type, 0, flags))
 
     def getnameinfo(self, sockaddr, flags=0):
         return self._loop.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+
+
+if aiohttp is not None:
+    class ExecutorResolver(AbstractResolver):
+        """aiohttp's ThreadedResolver (the same answers), with its lookups made by ExecutorLookups."""
+
+        def __init__(self, lookups):
+            self._lookups = lookups
+
+        async def resolve(self, host, port=0, family=socket.AF_INET):  # pylint: disable=arguments-renamed
+            infos = await self._lookups.getaddrinfo(host, port, family, socket.SOCK_STREAM, socket.AI_ADDRCONFIG)
+            hosts = []
+            for info_family, _type, proto, _name, address in infos:
+                if info_family == socket.AF_INET6:
+                    if len(address) < 3:
+                        continue  # IPv6 without support for it in this Python
+                    if address[3]:  # link-local: the scope goes into the host, as fe80::1%eth0
+                        resolved, service = await self._lookups.getnameinfo(
+                            address, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
+                        address = (resolved, int(service))
+                hosts.append({"hostname": host, "host": address[0], "port": address[1], "family": info_family,
+                              "proto": proto, "flags": socket.AI_NUMERICHOST | socket.AI_NUMERICSERV})
+            return hosts
+
+        async def close(self):
+            """Nothing to release: the lookups run in the loop's executor."""
 
 
 def is_ip_literal(host):
@@ -382,7 +408,7 @@ class ProbeEngine(object):
                 # does, and the next target is another endpoint anyway. limit=0 because the workers
                 # below are the only gate. IP literals never reach the resolver.
                 connector=aiohttp.TCPConnector(limit=0, force_close=True,
-                                               resolver=aiohttp.ThreadedResolver(loop=self._lookups)),
+                                               resolver=ExecutorResolver(self._lookups)),
                 response_class=CertRecordingResponse,
                 # Targets are independent: no cookie one sets may reach another.
                 cookie_jar=aiohttp.DummyCookieJar(), headers=DEFAULT_HEADERS, auto_decompress=False)
@@ -474,7 +500,7 @@ class ProbeEngine(object):
         if is_ip_literal(target.host):
             addresses = [target.host]
         else:
-            infos = await self._lookups.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+            infos = await self._lookups.getaddrinfo(target.host, target.port, 0, socket.SOCK_STREAM)
             addresses = [info[4][0] for info in infos]
         # addresses in the resolver's order, as asyncio's own connect tries them
         for position, address in enumerate(addresses):

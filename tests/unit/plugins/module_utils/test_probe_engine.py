@@ -334,13 +334,17 @@ def test_hanging_name_lookup_does_not_hold_the_process_past_the_deadline(engine,
               "                                   dict(name='db', tcp='hangs.example:5432')])\n"
               "started = time.monotonic()\n"
               "results, _warnings = ProbeEngine(sys.argv[1], deadline=1, event_loop=sys.argv[2]).run(targets)\n"
-              "print(round(time.monotonic() - started, 1), [result['error_kind'] for result in results])\n")
-    started = time.monotonic()
+              "print(round(time.monotonic() - started, 1), time.monotonic(),\n"
+              "      [result['error_kind'] for result in results])\n")
     output = subprocess.run([sys.executable, "-c", script, engine, event_loop], check=True, capture_output=True, text=True,
                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), timeout=30).stdout
-    # a joined lookup thread would hold the exit for the 60 s it sleeps
-    assert time.monotonic() - started < 4, output
-    assert output.split(" ", 1)[1].strip() == "['timeout', 'timeout']", output
+    exited = time.monotonic()
+    run_seconds, results_at, kinds = output.split(" ", 2)
+    assert float(run_seconds) < 2.5, output  # deadline=1
+    # a joined lookup thread (or a loop that waits for its resolver) would hold the exit for the 60 s it sleeps;
+    # measured from the results on (CLOCK_MONOTONIC is the machine's), so a slow interpreter start-up does not count
+    assert exited - float(results_at) < 3, output
+    assert kinds.strip() == "['timeout', 'timeout']", output
 
 
 def test_auto_engine_falls_back_to_stdlib_without_aiohttp():
