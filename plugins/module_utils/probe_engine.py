@@ -418,6 +418,8 @@ class ProbeEngine(object):
 
         async def worker():
             for index in queue:
+                if self._remaining() <= 0:
+                    return  # the targets left get the deadline's result below, not a 1 ms attempt
                 results[index] = await self._probe_with_retries(targets[index])
 
         workers = [asyncio.ensure_future(worker()) for _slot in range(min(self.concurrency, len(targets)))]
