@@ -115,17 +115,6 @@ def wall_and_cpu(function):
     return wall, cpu, result
 
 
-def timed(function, repeats):
-    """Best wall time of ``repeats`` runs, and the last result."""
-    best, result = None, None
-    for _index in range(repeats):
-        started = time.perf_counter()
-        result = function()
-        elapsed = time.perf_counter() - started
-        best = elapsed if best is None else min(best, elapsed)
-    return best, result
-
-
 def small_files_runs(workdir, count, later_runs):
     """First run and the median later run (nothing new) over ``count`` small logs matched by one glob."""
     folder = os.path.join(workdir, "small-%d" % count)
