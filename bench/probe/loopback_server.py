@@ -2,13 +2,20 @@
 
 Port i answers 503 when i % 10 == 0, waits 50 ms before a 200 when i % 10 == 1, and answers 200
 at once otherwise. One extra port is reserved and closed, so probes of it are refused. Prints one JSON
-line {"ports": [...], "closed_port": N} once everything listens, then serves until stdin closes.
+line {"ports": [...], "closed_port": N, "event_loop": "uvloop"} once everything listens, then serves until
+stdin closes. It serves on uvloop when importable: the server shares the machine's CPUs with the client
+being measured, and the less it takes the more the figures measure the client.
 """
 import asyncio
 import json
 import resource
 import socket
 import sys
+
+try:
+    import uvloop
+except ImportError:
+    uvloop = None
 
 DELAY_SECONDS = 0.05
 ANSWERS = {
@@ -51,7 +58,8 @@ async def serve(count):
     reserved.bind(("127.0.0.1", 0))
     closed_port = reserved.getsockname()[1]
     reserved.close()
-    print(json.dumps({"ports": ports, "closed_port": closed_port}), flush=True)
+    print(json.dumps({"ports": ports, "closed_port": closed_port, "event_loop": "uvloop" if uvloop else "asyncio"}),
+          flush=True)
     await loop.run_in_executor(None, sys.stdin.read)
 
 
@@ -62,7 +70,11 @@ def main():
     if hard != resource.RLIM_INFINITY and hard < 2 * count + 64:
         sys.exit("loopback_server: %d ports and their connections need about %d open files, but the hard limit is %d; "
                  "raise it (ulimit -Hn, LimitNOFILE=) or serve fewer ports" % (count, 2 * count + 64, hard))
-    asyncio.run(serve(count))
+    loop = uvloop.new_event_loop() if uvloop else asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(serve(count))
+    finally:
+        loop.close()
 
 
 if __name__ == "__main__":

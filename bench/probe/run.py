@@ -1,25 +1,38 @@
 """Benchmark fleetops.health.probe against its anchors, measured in the same run.
 
-1. The module through ansible-playbook over 20, 200 and 1,000 targets, against ansible.builtin.uri in a
-   loop over 20 and 200 URLs (20 and 50 with --quick: the loop's cost per URL is flat, so its rate at
-   50 stands in for its rate at 200, and the table says so).
-2. The module's engine in-process over 1,000 targets, against a bare asyncio raw-socket probe written here.
+1. The module through ansible-playbook over 20, 200 and 1,000 targets, --runs times each (its own
+   process, as Ansible runs it), against ansible.builtin.uri in a loop over 20 and 200 URLs once (20 and
+   50 with --quick: the loop's cost per URL is flat, so its rate at 50 stands in for its rate at 200, and
+   the table says so; --no-uri skips it).
+2. The module's engine in-process over 1,000 targets, --runs interleaved rounds, against a bare asyncio
+   raw-socket probe written here (the anchor; the same probe on uvloop is shown for reference).
 3. Peak RSS of a process that probes 1,000 targets.
+
+Rates are given as the P95 over the runs, of the seconds a run took, so the P95 rate is the slow end
+(with 5 runs, the slowest run), beside the median and the range. The module's rate at 1,000 is compared
+with the in-process anchor of the same run. The load average is printed at the start and the end: the
+machine may be shared, and load moves every figure.
 
 The targets are 1,000 loopback endpoints served by one process (bench/probe/loopback_server.py): 999
 ports answering 200, 503 (one in ten) or 200 after 50 ms (one in ten), and one closed port.
 
-    .venv/bin/python bench/probe/run.py [--quick]
+    .venv/bin/python bench/probe/run.py [--quick] [--no-uri] [--runs N]
 """
 import argparse
 import asyncio
 import json
+import math
 import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+
+try:
+    import uvloop
+except ImportError:
+    uvloop = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -38,7 +51,8 @@ PROBE_PLAY = """
         deadline: 60
       register: probed
     - ansible.builtin.copy:
-        content: "{{ probed.ansible_facts.fleet_probes.summary | to_json }}"
+        content: "{{ probed.ansible_facts.fleet_probes.summary | combine({'engine': probed.ansible_facts.fleet_probes.engine,
+                     'event_loop': probed.ansible_facts.fleet_probes.event_loop | default('asyncio')}) | to_json }}"
         dest: "%(summary)s"
         mode: "0600"
 """
@@ -95,7 +109,7 @@ def start_server(count):
     layout = json.loads(line)
     # The closed port goes third, so every size includes one refused target.
     ports = layout["ports"][:2] + [layout["closed_port"]] + layout["ports"][2:]
-    return server, ports
+    return server, ports, layout["event_loop"]
 
 
 def ansible_env():
@@ -163,26 +177,71 @@ def timed(function, *args):
     return time.monotonic() - started, time.process_time() - cpu_started
 
 
-def in_process_rates(ports, repeats):
-    """Best endpoints/s (wall clock and per CPU-second) of each variant over ``repeats`` rounds.
+def p95(values):
+    """Nearest-rank 95th percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, int(math.ceil(0.95 * len(ordered))) - 1)]
+
+
+def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2.0
+
+
+class Rate(object):
+    """Endpoints/s of ``runs`` runs over ``size`` targets, from the seconds each run took."""
+
+    def __init__(self, size, seconds):
+        self.size, self.seconds = size, list(seconds)
+
+    @property
+    def p95(self):
+        """The rate at the P95 of the seconds: the slow end."""
+        return self.size / p95(self.seconds)
+
+    @property
+    def median(self):
+        return self.size / median(self.seconds)
+
+    def spread(self):
+        return "%.0f-%.0f" % (self.size / max(self.seconds), self.size / min(self.seconds))
+
+
+def load_average():
+    with open("/proc/loadavg") as handle:
+        return " ".join(handle.read().split()[:3])
+
+
+def in_process_rates(ports, runs):
+    """``{variant: (wall Rate, CPU Rate)}`` over ``runs`` rounds of every variant.
 
     Each round runs every variant in turn, so a burst of load from elsewhere on the machine hits all of
-    them alike; the CPU figure does not depend on that load at all.
+    them alike; the CPU figure depends much less on that load.
     """
     from ansible_collections.fleetops.health.plugins.module_utils.probe_engine import ProbeEngine
     from ansible_collections.fleetops.health.plugins.module_utils.probe_targets import build_targets
     targets, _secrets = build_targets(url_targets(ports))
-    variants = {
-        "raw asyncio socket probe (anchor)": lambda: timed(asyncio.run, raw_socket_probe(ports, CONCURRENCY)),
-        "probe engine, aiohttp": lambda: timed(ProbeEngine("aiohttp", concurrency=CONCURRENCY).run, targets),
-        "probe engine, stdlib": lambda: timed(ProbeEngine("stdlib", concurrency=CONCURRENCY).run, targets),
-    }
-    rates = dict((name, (0.0, 0.0)) for name in variants)
-    for _round in range(repeats):
+    variants = {ANCHOR: lambda: timed(asyncio.run, raw_socket_probe(ports, CONCURRENCY))}
+    if uvloop is not None:
+        variants["raw socket probe on uvloop (reference)"] = lambda: timed(
+            uvloop.new_event_loop().run_until_complete, raw_socket_probe(ports, CONCURRENCY))
+    variants.update([
+        ("probe engine, aiohttp, auto loop", lambda: timed(ProbeEngine("aiohttp", concurrency=CONCURRENCY).run, targets)),
+        ("probe engine, aiohttp, asyncio loop", lambda: timed(
+            ProbeEngine("aiohttp", concurrency=CONCURRENCY, event_loop="asyncio").run, targets)),
+        ("probe engine, stdlib, auto loop", lambda: timed(ProbeEngine("stdlib", concurrency=CONCURRENCY).run, targets)),
+    ])
+    measured = dict((name, ([], [])) for name in variants)
+    for _round in range(runs):
         for name, measure in variants.items():
             wall, cpu = measure()
-            rates[name] = (max(rates[name][0], len(ports) / wall), max(rates[name][1], len(ports) / cpu))
-    return rates
+            measured[name][0].append(wall)
+            measured[name][1].append(cpu)
+    return dict((name, (Rate(len(ports), walls), Rate(len(ports), cpus))) for name, (walls, cpus) in measured.items())
+
+
+ANCHOR = "raw asyncio socket probe (anchor)"
 
 
 def peak_rss_kib(workdir, ports, engine):
@@ -194,51 +253,72 @@ def peak_rss_kib(workdir, ports, engine):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
-    parser.add_argument("--quick", action="store_true", help="about 30-40 s: uri loop over 20 and 50, one repeat")
+    parser.add_argument("--quick", action="store_true", help="uri loop over 20 and 50 only, 3 runs of the rest")
+    parser.add_argument("--no-uri", action="store_true", help="skip the ansible.builtin.uri loop (minutes at 200)")
+    parser.add_argument("--runs", type=int, help="runs of each probe figure (default 5, 3 with --quick)")
     args = parser.parse_args()
-    uri_sizes = (20, 50) if args.quick else (20, 200)
-    repeats = 2 if args.quick else 5
+    uri_sizes = () if args.no_uri else (20, 50) if args.quick else (20, 200)
+    runs = args.runs or (3 if args.quick else 5)
     ensure_collection_link()
     fd_limit = raise_fd_limit()
-    server, ports = start_server(max(SIZES) - 1)
+    server, ports, server_loop = start_server(max(SIZES) - 1)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-probe-") as workdir:
-            print("probe benchmark: %d loopback endpoints, concurrency %d, open-file limit %d, %d CPUs"
-                  % (len(ports), CONCURRENCY, fd_limit, os.cpu_count()))
-            print("\n1. one ansible-playbook run each (wall clock, ansible start-up included)")
-            print("%-34s %8s %10s %14s %12s" % ("", "targets", "seconds", "endpoints/s", "module ms"))
+            print("probe benchmark: %d loopback endpoints, concurrency %d, open-file limit %d, %d CPUs, server on %s"
+                  % (len(ports), CONCURRENCY, fd_limit, os.cpu_count(), server_loop))
+            print("load average at the start: %s" % load_average())
+            print("\n1. ansible-playbook, the module in its own process (%d runs each; the uri loop once)" % runs)
+            print("%-30s %7s %22s %22s %18s" % ("", "targets", "playbook endpoints/s", "module endpoints/s",
+                                                "module ms"))
+            print("%-30s %7s %22s %22s %18s" % ("", "", "P95 (median)", "P95 (median)", "P95 (range)"))
             uri_rates = {}
             for size in uri_sizes:
                 seconds = uri_loop_via_ansible(workdir, ports[:size])
                 uri_rates[size] = size / seconds
-                print("%-34s %8d %10.2f %14.1f %12s" % ("ansible.builtin.uri loop (anchor)", size, seconds, uri_rates[size], "-"))
-            probe_rates = {}
+                print("%-30s %7d %22.1f %22s %18s" % ("ansible.builtin.uri loop", size, uri_rates[size], "-", "-"))
+            module_rates, module_loop = {}, None
             for size in SIZES:
-                seconds, summary = probe_via_ansible(workdir, ports[:size])
-                probe_rates[size] = (size / seconds, size / (summary["duration_ms"] / 1000.0))
-                print("%-34s %8d %10.2f %14.1f %12.1f   (up %d, down %d)" % (
-                    "fleetops.health.probe", size, seconds, probe_rates[size][0], summary["duration_ms"],
-                    summary["up"], summary["down"]))
-            anchor_size = uri_sizes[-1]
-            note = "" if anchor_size == 200 else " (uri rate measured at %d URLs; the loop costs the same per URL)" % anchor_size
-            print("ratio probe/uri endpoints/s at 200, playbook wall clock: %.0fx%s"
-                  % (probe_rates[200][0] / uri_rates[anchor_size], note))
-            print("ratio probe/uri endpoints/s at 200, probe's own duration_ms vs the uri loop: %.0fx (goal >= 500x)"
-                  % (probe_rates[200][1] / uri_rates[anchor_size]))
+                walls, durations = [], []
+                for _run in range(runs):
+                    seconds, summary = probe_via_ansible(workdir, ports[:size])
+                    walls.append(seconds)
+                    durations.append(summary["duration_ms"] / 1000.0)
+                    module_loop = "%s on %s" % (summary["engine"], summary["event_loop"])
+                wall, own = Rate(size, walls), Rate(size, durations)
+                module_rates[size] = (wall, own)
+                print("%-30s %7d %13.1f (%6.1f) %13.0f (%6.0f) %7.0f (%.0f-%.0f)   (up %d, down %d)" % (
+                    "fleetops.health.probe", size, wall.p95, wall.median, own.p95, own.median, p95(durations) * 1000,
+                    min(durations) * 1000, max(durations) * 1000, summary["up"], summary["down"]))
+            print("the module ran %s" % module_loop)
+            if uri_sizes:
+                anchor_size = uri_sizes[-1]
+                note = "" if anchor_size == 200 else " (uri rate measured at %d URLs; the loop costs the same per URL)" % anchor_size
+                print("ratio probe/uri endpoints/s at 200, playbook wall clock (P95): %.0fx%s"
+                      % (module_rates[200][0].p95 / uri_rates[anchor_size], note))
+                print("ratio probe/uri endpoints/s at 200, probe's own duration_ms (P95) vs the uri loop: %.0fx (goal >= 500x)"
+                      % (module_rates[200][1].p95 / uri_rates[anchor_size]))
 
-            print("\n2. in-process over %d targets (best of %d interleaved rounds)" % (len(ports), repeats))
-            rates = in_process_rates(ports, repeats)
-            anchor_wall, anchor_cpu = rates["raw asyncio socket probe (anchor)"]
-            print("%-34s %14s %8s %18s %8s" % ("", "endpoints/s", "ratio", "per CPU-second", "ratio"))
+            print("\n2. in-process over %d targets (%d interleaved rounds)" % (len(ports), runs))
+            rates = in_process_rates(ports, runs)
+            anchor_wall, anchor_cpu = rates[ANCHOR]
+            print("%-40s %12s %8s %8s %12s %16s %8s" % ("", "endpoints/s", "", "", "", "per CPU-second", ""))
+            print("%-40s %12s %8s %8s %12s %16s %8s" % ("", "P95", "ratio", "median", "range", "P95", "ratio"))
             for name, (wall, cpu) in rates.items():
-                print("%-34s %14.0f %7.2fx %18.0f %7.2fx" % (name, wall, wall / anchor_wall, cpu, cpu / anchor_cpu))
-            print("goal: probe engine >= 0.5x the anchor and >= 2,000 endpoints/s")
+                print("%-40s %12.0f %7.2fx %8.0f %12s %16.0f %7.2fx" % (
+                    name, wall.p95, wall.p95 / anchor_wall.p95, wall.median, wall.spread(), cpu.p95,
+                    cpu.p95 / anchor_cpu.p95))
+            module_1000 = module_rates[max(SIZES)][1]
+            print("%-40s %12.0f %7.2fx %8.0f %12s %16s %8s" % (
+                "the module's own duration_ms, part 1", module_1000.p95, module_1000.p95 / anchor_wall.p95,
+                module_1000.median, module_1000.spread(), "-", "-"))
+            print("goal (#16): the probe >= 3,500 endpoints/s and >= 0.75x the anchor, both at P95")
 
             print("\n3. peak RSS of one process probing %d targets" % len(ports))
             for engine in ("aiohttp", "stdlib"):
                 before, peak, count = peak_rss_kib(workdir, ports, engine)
                 print("%-34s %8.1f MiB peak (%.1f MiB after imports, %d results)"
                       % ("probe engine, " + engine, peak / 1024.0, before / 1024.0, count))
+            print("\nload average at the end: %s" % load_average())
     finally:
         server.stdin.close()
         server.wait(timeout=10)

@@ -136,6 +136,14 @@ options:
     type: str
     choices: [auto, aiohttp, stdlib]
     default: auto
+  event_loop:
+    description:
+      - The event loop the probes run on. V(auto) uses L(uvloop,https://uvloop.readthedocs.io/) when importable
+        (Debian C(python3-uvloop)), else V(asyncio)'s own loop; the result's C(event_loop) says which ran.
+      - uvloop spends about half the CPU per connection; the results and the O(deadline) are the same on both.
+    type: str
+    choices: [auto, uvloop, asyncio]
+    default: auto
   state_file:
     description:
       - JSON file on the probing host that keeps each target's state and consecutive counts between runs,
@@ -161,6 +169,7 @@ options:
 requirements:
   - python >= 3.8
   - aiohttp (Debian C(python3-aiohttp)) for the fast HTTP engine; optional
+  - uvloop (Debian C(python3-uvloop)) for the faster event loop; optional
 seealso:
   - module: ansible.builtin.uri
   - module: ansible.builtin.wait_for
@@ -210,6 +219,10 @@ ansible_facts:
           description: The HTTP engine that ran, V(aiohttp) or V(stdlib).
           type: str
           sample: aiohttp
+        event_loop:
+          description: The event loop that ran, V(uvloop) or V(asyncio).
+          type: str
+          sample: uvloop
         results:
           description: One entry per target, in the order of O(targets).
           type: list
@@ -302,7 +315,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.fleetops.health.plugins.module_utils.probe_engine import (
-    AIOHTTP_IMPORT_ERROR, ProbeEngine, summarize)
+    AIOHTTP_IMPORT_ERROR, UVLOOP_IMPORT_ERROR, ProbeEngine, summarize)
 from ansible_collections.fleetops.health.plugins.module_utils.probe_state import ProbeStateStore, apply_without_state
 from ansible_collections.fleetops.health.plugins.module_utils.probe_targets import (
     TargetError, build_targets, raw_target_secrets)
@@ -328,7 +341,7 @@ def run_probes(module):
         store = ProbeStateStore(params["state_file"], params["healthy_threshold"], params["unhealthy_threshold"],
                                 check_mode=module.check_mode)
         store.preflight()
-    engine = ProbeEngine(params["http_engine"], params["concurrency"], params["deadline"])
+    engine = ProbeEngine(params["http_engine"], params["concurrency"], params["deadline"], params["event_loop"])
     started = time.monotonic()
     results, warnings = engine.run(targets)
     duration_ms = (time.monotonic() - started) * 1000.0
@@ -340,7 +353,7 @@ def run_probes(module):
         # The file is locked only now, after the probes: concurrent runs wait milliseconds, not a probe deadline.
         for warning in store.record(results, dict((target.name, target.endpoint) for target in targets)):
             module.warn(warning)
-    return dict(engine=engine.http_engine, results=results, summary=summarize(results, duration_ms))
+    return dict(engine=engine.http_engine, event_loop=engine.event_loop, results=results, summary=summarize(results, duration_ms))
 
 
 class ProbeModule(AnsibleModule):
@@ -366,6 +379,7 @@ def main():
             concurrency=dict(type="int", default=200),
             deadline=dict(type="float", default=60.0),
             http_engine=dict(type="str", default="auto", choices=["auto", "aiohttp", "stdlib"]),
+            event_loop=dict(type="str", default="auto", choices=["auto", "uvloop", "asyncio"]),
             state_file=dict(type="path"),
             healthy_threshold=dict(type="int", default=2),
             unhealthy_threshold=dict(type="int", default=3),
@@ -385,6 +399,9 @@ def main():
     if module.params["http_engine"] == "aiohttp" and AIOHTTP_IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib("aiohttp (Debian package python3-aiohttp)"),
                          exception=str(AIOHTTP_IMPORT_ERROR))
+    if module.params["event_loop"] == "uvloop" and UVLOOP_IMPORT_ERROR is not None:
+        module.fail_json(msg=missing_required_lib("uvloop (Debian package python3-uvloop), or event_loop=auto"),
+                         exception=str(UVLOOP_IMPORT_ERROR))
     try:
         facts = run_probes(module)
     except (TargetError, StateDirError) as exc:

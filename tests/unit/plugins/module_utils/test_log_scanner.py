@@ -584,3 +584,64 @@ def test_random_sequences_of_appends_rotations_and_scans_count_every_line_once(t
         if not any(item["bytes_scanned"] for item in facts["files"]):
             break
     assert counted == error_lines_on_disk(rig)
+
+
+# ---- Counts equal grep's ------------------------------------------------------------------------------
+
+# Rules that overlap (one line often counts for several), each with the grep that counts the same lines.
+# grep runs with LC_ALL=C and -a: bytes, ASCII case folding, no "binary file" shortcut, as log_scan.
+RULES_AND_GREPS = [
+    ({"name": "error", "keywords": ["ERROR"]}, [["-cE", "ERROR"]]),
+    ({"name": "error_disk", "pattern": "ERROR.*disk"}, [["-cE", "ERROR.*disk"]]),
+    ({"name": "error_or_fail_any_case", "keywords": ["error", "fail"], "ignore_case": True},
+     [["-ciE", "error|fail"]]),
+    ({"name": "http_5xx", "pattern": r"status=5\d\d"}, [["-cE", "status=5[0-9][0-9]"]]),
+    ({"name": "timeout_after", "pattern": r"timeout\s+after"}, [["-cE", "timeout[[:space:]]+after"]]),
+    ({"name": "exception_not_retryable", "keywords": ["Exception"], "exclude": "Retryable"},
+     [["-E", "Exception"], ["-cvE", "Retryable"]]),
+    ({"name": "kernel_line", "pattern": r"^\S+ kernel:"}, [["-cE", "^[^[:space:]]+ kernel:"]]),
+]
+GREP_LINE_PARTS = ["ERROR", "error", "Error", "fail", "FAILED", "disk", "status=503", "status=200", "status=5x1",
+                   "timeout after", "timeout", "after", "timeout \t after", "java.io.IOException",
+                   "RetryableException", "kernel:", "kernel: x", "ok", "", "\r", "\xc3\xa9chec", "\xff\xfe"]
+
+
+def grep_count(path, stages):
+    """Lines of ``path`` that pass every grep in ``stages`` (the last one counts them)."""
+    data = None
+    env = dict(os.environ, LC_ALL="C")
+    for index, args in enumerate(stages):
+        command = ["grep", "-a"] + args + ([] if data is not None else [str(path)])
+        done = subprocess.run(command, input=data, stdout=subprocess.PIPE, env=env, timeout=60, check=False)
+        assert done.returncode in (0, 1), command
+        data = done.stdout
+    return int(data.decode().strip())
+
+
+@pytest.mark.parametrize("chunk_bytes", [4096, log_scanner.CHUNK_BYTES])
+def test_counts_equal_grep_for_overlapping_rules(tmp_path, chunk_bytes):
+    rng = random.Random(16)
+    lines = []
+    for number in range(20000):
+        parts = [rng.choice(GREP_LINE_PARTS) for _part in range(rng.randrange(0, 4))]
+        host, text = rng.choice(["web-1", "db", ""]), " ".join(parts)
+        shape = rng.random()
+        if shape < 0.05:
+            lines.append("%s kernel: %s" % (host, text))
+        elif shape < 0.97:
+            lines.append("%s app[%d]: %s" % (host, number, text))
+        else:
+            lines.append(text)
+    # a line split by a newline in the middle of a spanning match: neither half counts for timeout_after
+    lines.append("timeout")
+    lines.append("after")
+    path = tmp_path / "app.log"
+    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    counter = log_scanner.RuleCounter(log_scanner.compile_rules([rule for rule, _grep in RULES_AND_GREPS]))
+    with log_offsets.OffsetStore(str(tmp_path / "state")) as store:
+        facts = log_scanner.LogScan([str(path)], counter, store, "beginning", chunk_bytes=chunk_bytes).run()
+    counted = dict((name, rule["count"]) for name, rule in facts["rules"].items())
+    grepped = dict((rule["name"], grep_count(path, stages)) for rule, stages in RULES_AND_GREPS)
+    assert counted == grepped, (counted, grepped)
+    # the rules do overlap, and each of them matches something
+    assert all(grepped.values()) and grepped["error"] < grepped["error_or_fail_any_case"] < sum(grepped.values())

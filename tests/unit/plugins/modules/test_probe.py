@@ -25,8 +25,12 @@ PLAYBOOK = """
         targets: "{{ probe_targets }}"
         state_file: "{{ state_file }}"
         unhealthy_threshold: 2
-        http_engine: "{{ item }}"
-      loop: [aiohttp, stdlib, aiohttp]
+        http_engine: "{{ item.engine }}"
+        event_loop: "{{ item.loop }}"
+      loop:
+        - {engine: aiohttp, loop: uvloop}
+        - {engine: stdlib, loop: asyncio}
+        - {engine: aiohttp, loop: asyncio}
       register: runs
 
     - name: A check-mode run reports a transition without recording it
@@ -110,13 +114,14 @@ def test_thresholds_across_runs(playbook_run):
     assert [(run["gone"]["state"], run["gone"]["transition"], run["gone"]["consecutive_fail"]) for run in runs] == [
         ("up", None, 1), ("down", "failed", 2), ("down", None, 3)]
     assert [(run["web"]["ok"], run["web"]["state"], run["web"]["code"]) for run in runs] == [(True, "up", 200)] * 3
-    assert [run["ansible_facts"]["fleet_probes"]["engine"] for run in playbook_run["runs"]] == ["aiohttp", "stdlib", "aiohttp"]
+    assert [(run["ansible_facts"]["fleet_probes"]["engine"], run["ansible_facts"]["fleet_probes"]["event_loop"])
+            for run in playbook_run["runs"]] == [("aiohttp", "uvloop"), ("stdlib", "asyncio"), ("aiohttp", "asyncio")]
     assert not any(run["changed"] for run in playbook_run["runs"])
 
 
 def test_facts_shape(playbook_run):
     facts = playbook_run["runs"][0]["ansible_facts"]["fleet_probes"]
-    assert set(facts) == {"engine", "results", "summary"}
+    assert set(facts) == {"engine", "event_loop", "results", "summary"}
     assert set(facts["results"][0]) == {"name", "kind", "ok", "state", "transition", "consecutive_ok",
                                         "consecutive_fail", "code", "latency_ms", "cert_days_left", "error", "error_kind"}
     summary = facts["summary"]

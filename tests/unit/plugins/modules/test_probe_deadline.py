@@ -78,8 +78,8 @@ def dribbling_server():
     server.close()
 
 
-def run_probe(engine, targets):
-    args = {"http_engine": engine, "deadline": DEADLINE, "targets": targets,
+def run_probe(engine, event_loop, targets):
+    args = {"http_engine": engine, "event_loop": event_loop, "deadline": DEADLINE, "targets": targets,
             # retries keep each target busy until the deadline, so the deadline is what ends the task
             "defaults": {"timeout": TIMEOUT, "retries": 5}}
     try:
@@ -87,18 +87,20 @@ def run_probe(engine, targets):
     except subprocess.TimeoutExpired:
         pytest.fail("probe with http_engine=%s deadline=%s still running after %ss" % (engine, DEADLINE, RUN_TIMEOUT))
     assert run.rc == 0, run.output
+    assert run.result["ansible_facts"]["fleet_probes"]["event_loop"] == event_loop
     return run, dict((result["name"], result) for result in run.result["ansible_facts"]["fleet_probes"]["results"])
 
 
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
 @pytest.mark.parametrize("engine", ["stdlib", "aiohttp"])
-def test_deadline_bounds_the_task_against_dribbling_servers(dribbling_server, engine):
+def test_deadline_bounds_the_task_against_dribbling_servers(dribbling_server, engine, event_loop):
     def baseline():
-        run, results = run_probe(engine, [{"name": "ok", "url": dribbling_server.base + "/ok", "body_regex": "all good"}])
+        run, results = run_probe(engine, event_loop, [{"name": "ok", "url": dribbling_server.base + "/ok", "body_regex": "all good"}])
         assert results["ok"]["ok"], results
         return run.elapsed
 
     before = baseline()
-    run, results = run_probe(engine, [
+    run, results = run_probe(engine, event_loop, [
         {"name": "slow-headers", "url": dribbling_server.base + "/slow-headers"},
         {"name": "slow-body", "url": dribbling_server.base + "/slow-body", "body_regex": "all good"},
     ])
