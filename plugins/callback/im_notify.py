@@ -290,8 +290,15 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_stats(self, stats):
         host_stats = {host: stats.summarize(host) for host in stats.processed}
-        verdicts = dict((host, verdict_of(observation)) for host, observation in self.observations.items())
-        verdicts = dict((host, level) for host, level in verdicts.items() if level)
+        verdicts = {}
+        for host, observation in self.observations.items():
+            try:
+                level = verdict_of(observation)
+            except ValueError as exc:  # a hand-made fleet_resources fact; the summary must still go out
+                self._display.warning("fleetops.health.im_notify: no verdict for %s: %s" % (host, exc))
+                continue
+            if level:
+                verdicts[host] = level
         severity, lines, is_failure = build_summary(self.playbook_name, host_stats, verdicts,
                                                     self.first_failures, time.time() - self.started)
         if self.get_option("send_on") == "failure" and not is_failure:

@@ -169,7 +169,14 @@ def test_a_failed_unit_shows_in_units_and_reasons(lab, run_playbook, tmp_path, b
     assert any(BROKEN_UNIT in reason for reason in facts["reasons"]), facts["reasons"]
 
 
-def test_sweep_reports_every_lab_host(lab, run_playbook, tmp_path, broken_unit):
+@pytest.fixture(params=[True, False], ids=["facts_injected", "injection_off"])
+def inject_facts(request, monkeypatch):
+    """The sweep runs with facts injected as top-level variables and with that injection off (deprecated in 2.20)."""
+    monkeypatch.setenv("ANSIBLE_INJECT_FACT_VARS", "true" if request.param else "false")
+    return request.param
+
+
+def test_sweep_reports_every_lab_host(lab, run_playbook, tmp_path, broken_unit, inject_facts):
     report_dir = tmp_path / "report"
 
     result = run_playbook("fleetops.health.sweep", extravars={"fleet_report_dir": str(report_dir)})
@@ -189,7 +196,7 @@ def test_sweep_reports_every_lab_host(lab, run_playbook, tmp_path, broken_unit):
     assert all(host in table for host in lab.hosts)
 
 
-def test_sweep_verdicts_take_the_probes_and_log_rules_of_an_earlier_play(lab, run_playbook, tmp_path):
+def test_sweep_verdicts_take_the_probes_and_log_rules_of_an_earlier_play(lab, run_playbook, tmp_path, inject_facts):
     """probe and log_scan facts gathered before the sweep (same run) become reasons in the report."""
     prober, server, logger = lab.hosts[0], lab.hosts[1], lab.hosts[2]
     log_dir = "/var/log/e2e-sweep"

@@ -238,3 +238,19 @@ def test_the_plan_names_a_bad_host_verdict_first():
     planned = remediation.plan([finding()], {"x": {"allowed": True}}, None, True, verdict)
     assert planned["lines"][:2] == ["check mode, nothing is changed; the plan:", "host verdict crit: probe nginx down (refused)"]
     assert remediation.plan([finding()], {}, None, False, {"verdict": "ok", "reasons": []})["lines"][0].startswith("leave x")
+
+
+@pytest.mark.parametrize("probe_state, verdict", [("down", "crit"), ("failing", "warn"), ("up", "ok")])
+def test_the_report_the_callback_and_remediate_give_one_verdict(probe_state, verdict):
+    """The same facts, judged by the sweep's report, the im_notify callback and the remediate role."""
+    from ansible_collections.fleetops.health.plugins.callback.im_notify import new_observation, observe, verdict_of
+    from ansible_collections.fleetops.health.plugins.filter.fleet import fleet_report
+
+    resources = {"verdict": "ok", "reasons": []}
+    fleet_probes = probes(nginx=probe_state)
+    report = fleet_report({"web1": {"fleet_resources_result": {"ansible_facts": {"fleet_resources": resources}},
+                                    "fleet_probe_result": {"ansible_facts": {"fleet_probes": fleet_probes}}}}, ["web1"])
+    observation = observe(observe(new_observation(), {"fleet_resources": resources}), {"fleet_probes": fleet_probes})
+    detected = remediation.detect(watch(NGINX), show(("loaded", "active", "success")), fleet_probes, resources=resources)
+    assert report["hosts"][0]["verdict"] == verdict_of(observation) == detected["verdict"]["verdict"] == verdict
+    assert report["hosts"][0]["reasons"] == detected["verdict"]["reasons"]
