@@ -58,10 +58,10 @@ class MemorySampler(threading.Thread):
         self.pid, self.interval = pid, interval
         self.peak_rss = self.peak_pss = 0
         self.peak_processes = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self):
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 top = psutil.Process(self.pid)
                 processes = [top] + top.children(recursive=True)
@@ -77,10 +77,10 @@ class MemorySampler(threading.Thread):
                 pss += getattr(info, "pss", info.rss)
             self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
             self.peak_processes = max(self.peak_processes, len(processes))
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
         self.join()
 
 

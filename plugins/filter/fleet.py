@@ -210,9 +210,11 @@ def fleet_report(hostvars, hosts, thresholds=None, generated_at="", log_samples=
             logs = without_log_samples(logs)
         # The host's own levels, as host_resources used them, colour its bars.
         host_thresholds = _plain(variables.get("fleet_thresholds")) or thresholds
-        task_errors = [_task_failure("probe", _plain(variables.get("fleet_probe_result"))),
-                       _task_failure("log_scan", _plain(variables.get("fleet_logs_result")))]
-        row = fleet_host_row(host, resources, probes, logs, _plain(variables.get("fleet_resources_result")), host_thresholds,
+        # The registered results are only asked how their task ended: no second deep copy of the facts they
+        # carry out of hostvars' lazy containers (host_fact copied them once).
+        task_errors = [_task_failure("probe", variables.get("fleet_probe_result")),
+                       _task_failure("log_scan", variables.get("fleet_logs_result"))]
+        row = fleet_host_row(host, resources, probes, logs, variables.get("fleet_resources_result"), host_thresholds,
                              [task_error for task_error in task_errors if task_error])
         row["facts"] = {"resources": resources, "probes": probes, "logs": logs}
         rows.append(row)
