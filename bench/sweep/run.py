@@ -5,7 +5,7 @@ wall time per host and the control node's peak memory while each play ran: the s
 ansible-playbook and all its descendants (the forks; PSS counts the pages the forks share once), sampled every
 0.25 s, and the largest single process's maxrss from getrusage(RUSAGE_CHILDREN).
 
-    .venv/bin/python bench/sweep/run.py [SIZES ...] [--forks 50] [--strategy linear] [--pipelining on]
+    .venv/bin/python bench/sweep/run.py [SIZES ...] [--forks 50 ...] [--strategy linear free] [--pipelining on off]
     .venv/bin/python bench/sweep/run.py 10 --matrix      # forks 25/50/100 x linear/free x pipelining on/off
 
 The lab (tests/lab/lab.py, docs/lab.md) is brought up once with max(SIZES) hosts under the name
@@ -153,9 +153,9 @@ def print_rows(rows):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sizes", nargs="*", type=int, default=[50, 100, 200], help="fleet sizes (default 50 100 200)")
-    parser.add_argument("--forks", type=int, default=50, help="forks (default 50, the recommended setting)")
-    parser.add_argument("--strategy", default="linear", choices=["linear", "free"])
-    parser.add_argument("--pipelining", default="on", choices=["on", "off"])
+    parser.add_argument("--forks", type=int, nargs="+", default=[50], help="forks (default 50, the recommended setting)")
+    parser.add_argument("--strategy", nargs="+", default=["linear"], choices=["linear", "free"])
+    parser.add_argument("--pipelining", nargs="+", default=["on"], choices=["on", "off"])
     parser.add_argument("--matrix", action="store_true",
                         help="every combination of forks 25/50/100, linear/free and pipelining on/off, at each size")
     parser.add_argument("--keep", action="store_true", help="leave the lab hosts up at the end")
@@ -167,7 +167,7 @@ def main():
     if args.matrix:
         settings = list(itertools.product((25, 50, 100), ("linear", "free"), (True, False)))
     else:
-        settings = [(args.forks, args.strategy, args.pipelining == "on")]
+        settings = list(itertools.product(args.forks, args.strategy, [value == "on" for value in args.pipelining]))
     sizes = sorted(set(args.sizes))
     print("sweep benchmark on lab %s (cores %d, load1 %.1f at start), sizes %s"
           % (name, os.cpu_count(), os.getloadavg()[0], " ".join(map(str, sizes))), flush=True)
