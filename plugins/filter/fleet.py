@@ -210,12 +210,19 @@ def fleet_report(hostvars, hosts, thresholds=None, generated_at="", log_samples=
             logs = without_log_samples(logs)
         # The host's own levels, as host_resources used them, colour its bars.
         host_thresholds = _plain(variables.get("fleet_thresholds")) or thresholds
-        task_errors = [_task_failure("probe", _plain(variables.get("fleet_probe_result"))),
-                       _task_failure("log_scan", _plain(variables.get("fleet_logs_result")))]
-        row = fleet_host_row(host, resources, probes, logs, _plain(variables.get("fleet_resources_result")), host_thresholds,
+        # The registered results are only asked how their task ended: no second deep copy of the facts they
+        # carry out of hostvars' lazy containers (host_fact copied them once).
+        task_errors = [_task_failure("probe", variables.get("fleet_probe_result")),
+                       _task_failure("log_scan", variables.get("fleet_logs_result"))]
+        row = fleet_host_row(host, resources, probes, logs, variables.get("fleet_resources_result"), host_thresholds,
                              [task_error for task_error in task_errors if task_error])
         row["facts"] = {"resources": resources, "probes": probes, "logs": logs}
         rows.append(row)
+    return _fleet_summary(rows, thresholds, generated_at)
+
+
+def _fleet_summary(rows, thresholds, generated_at):
+    """The report around ``rows``: ranked, counted and masked; fleet_report and fleet_report_merge share it."""
     rows.sort(key=lambda row: (-VERDICT_RANK[row["verdict"]], -(row["score"] or 0), row["host"]))
     counts = dict((verdict, 0) for verdict in VERDICT_RANK)
     for row in rows:
@@ -230,6 +237,33 @@ def fleet_report(hostvars, hosts, thresholds=None, generated_at="", log_samples=
         "top_issues": top_issues(rows),
         "hosts": rows,
     })
+
+
+def fleet_report_merge(reports, generated_at=""):
+    """One fleet report from the reports of a sweep's slices (AWX job slicing): their rows ranked and counted again.
+
+    A host in two slices is an error (slices split one inventory). The levels are the first slice's: the
+    slices of one job template share them. ``generated_at`` defaults to the latest slice's.
+    """
+    if not isinstance(reports, (list, tuple)) or not reports:
+        raise ValueError("fleet_report_merge: give a non-empty list of slice reports (fleet-report.json of each slice)")
+    rows, seen, slices = [], {}, []
+    for index, report in enumerate(reports):
+        if not isinstance(report, dict) or not isinstance(report.get("hosts"), list):
+            raise ValueError("fleet_report_merge: report %d is not a fleet report (no hosts list)" % index)
+        name = str(report.get("slice") or index)
+        for row in report["hosts"]:
+            if row["host"] in seen:
+                raise ValueError("fleet_report_merge: host %s is in slice %s and in slice %s; merge the reports of "
+                                 "one sliced sweep only" % (row["host"], seen[row["host"]], name))
+            seen[row["host"]] = name
+            rows.append(dict(row))
+        slices.append({"slice": name, "generated_at": report.get("generated_at", ""), "total": len(report["hosts"]),
+                       "verdict": worst_verdict(row["verdict"] for row in report["hosts"])})
+    merged = _fleet_summary(rows, reports[0].get("thresholds"),
+                            generated_at or max(str(report.get("generated_at", "")) for report in reports))
+    merged["slices"] = slices
+    return merged
 
 
 def fleet_failing_hosts(report, level):
@@ -269,6 +303,7 @@ class FilterModule(object):
     def filters(self):
         return {
             "fleet_report": fleet_report,
+            "fleet_report_merge": fleet_report_merge,
             "fleet_host_verdict": fleet_host_verdict,
             "fleet_table": fleet_table,
             "fleet_failing_hosts": fleet_failing_hosts,

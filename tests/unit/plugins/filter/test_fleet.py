@@ -174,7 +174,7 @@ def test_table_has_a_row_per_host_with_top_reason():
 
 def test_filters_are_registered():
     assert set(fleet.FilterModule().filters()) == {"fleet_report", "fleet_host_verdict", "fleet_table",
-                                                   "fleet_failing_hosts", "human_bytes"}
+                                                   "fleet_failing_hosts", "human_bytes", "fleet_report_merge"}
 
 
 @pytest.mark.parametrize("variables, verdict, reason", [
