@@ -21,9 +21,10 @@ description:
   - The label O(host_label) (C(instance), C(host:port)) becomes the inventory host name through
     O(host_pattern) (strips the port) and then O(host_map) (aliases), and is put in C(meta.hosts), which
     ansible-rulebook uses as the limit of C(run_playbook).
-  - "Each event: C(alert) (the alert as sent), C(labels) (its labels), C(host) (the inventory name or
-    null), C(group) (the payload's C(version), C(groupKey), C(status), C(receiver), C(groupLabels),
-    C(commonLabels), C(commonAnnotations), C(externalURL) and C(truncatedAlerts)), C(meta.hosts)."
+  - "Each event: C(alert) (the alert as sent), C(labels) (its labels), C(host) (the inventory name; absent
+    when the alert has no O(host_label)), C(group) (the payload's C(version), C(groupKey), C(status), C(receiver), C(groupLabels),
+    C(commonLabels), C(commonAnnotations), C(externalURL) and C(truncatedAlerts)), C(meta.hosts) (the
+    host, absent with C(host))."
 options:
   host:
     description: The address to listen on. Keep C(127.0.0.1) unless Alertmanager runs on another machine.
@@ -263,13 +264,13 @@ def events_of(payload: Dict[str, Any], settings: Settings, endpoint: str) -> Lis
     for alert in payload["alerts"]:
         labels = alert.get("labels", {})
         host = host_of(labels, settings)
-        events.append({
-            "alert": alert,
-            "labels": labels,
-            "host": host,
-            "group": group,
-            "meta": {"endpoint": endpoint, "hosts": [host] if host else []},
-        })
+        event = {"alert": alert, "labels": labels, "group": group, "meta": {"endpoint": endpoint}}
+        if host:
+            # Absent, not null, when unknown: rules test `event.host is defined`, and without meta.hosts
+            # run_playbook would run on every host of the inventory.
+            event["host"] = host
+            event["meta"]["hosts"] = [host]
+        events.append(event)
     return events
 
 

@@ -301,6 +301,8 @@ def test_a_custom_host_rule_and_a_missing_label():
     settings = alertmanager.Settings({"token": TOKEN, "host_label": "node", "host_pattern": r"^([^.]+)"})
     assert alertmanager.host_of({"node": "web-2.dc1.example.com"}, settings) == "web-2"
     assert alertmanager.host_of({"instance": "web-2:9100"}, settings) is None
+    events = alertmanager.events_of(dict(PAYLOAD, alerts=[{"status": "firing", "labels": {}}]), settings, "/")
+    assert "host" not in events[0] and "hosts" not in events[0]["meta"]
 
 
 def test_dedupe_memory_is_bounded():
