@@ -22,12 +22,12 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..",
 RULEBOOK = os.path.join(ROOT, "extensions", "eda", "rulebooks", "remediate.yml")
 DEV_COLLECTIONS = os.path.join(ROOT, ".cache", "dev-collections")
 VENV_BIN = os.path.dirname(os.path.abspath(os.sys.executable))
-RULEBOOK_BIN = shutil.which("ansible-rulebook", path=os.path.dirname(os.sys.executable)) or shutil.which(
-    "ansible-rulebook")
+# The venv's own tool (requirements/test.txt), not a system command.
+RULEBOOK_BIN = os.path.join(VENV_BIN, "ansible-rulebook")
 TOKEN = "rulebook-test-token-123"
 
-pytestmark = pytest.mark.skipif(RULEBOOK_BIN is None or shutil.which("java") is None,
-                                reason="needs ansible-rulebook (requirements/test.txt) and Java 17")
+pytestmark = pytest.mark.skipif(not os.access(RULEBOOK_BIN, os.X_OK) or shutil.which("java") is None,
+                                reason="needs ansible-rulebook (requirements/test.txt) and Java 17 (make system-deps)")
 
 RECORDING_PLAYBOOK = """
 - name: Stand in for fleetops.health.remediate and write down the run
