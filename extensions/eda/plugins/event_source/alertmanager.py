@@ -65,10 +65,11 @@ options:
   dedupe_window:
     description:
       - Seconds an alert's C(fingerprint) + C(startsAt) + C(status) is remembered; a repeat within the window
-        is dropped. Set it at least to the spread of an HA pair's sends and below Alertmanager's
-        C(repeat_interval) if a still-firing alert should start another repair at each repeat.
+        is dropped. Longer than Alertmanager's C(group_interval) (re-sends of a group whose alerts changed)
+        and than the spread of an HA pair's sends; shorter than C(repeat_interval), so that an alert still
+        firing at its repeat starts one more repair (the host's restart budget decides whether it restarts).
     type: int
-    default: 3600
+    default: 300
   dedupe_max_entries:
     description: How many alerts the dedupe memory keeps at most; the oldest go first.
     type: int
@@ -135,7 +136,7 @@ DEFAULTS = {
     "hmac_header": "X-Fleetops-Signature",
     "hmac_algorithm": "sha256",
     "max_body_bytes": 1048576,
-    "dedupe_window": 3600,
+    "dedupe_window": 300,
     "dedupe_max_entries": 10000,
     "host_label": "instance",
     "host_pattern": r"^\[?([^\]]*?)\]?(?::\d+)?$",
@@ -341,6 +342,8 @@ class Receiver:
             if self.recent.first_time(event["alert"], now):
                 await self.queue.put(event)
                 accepted += 1
+                LOGGER.info("alertmanager: queued %s %s for host %s", event["alert"].get("status"),
+                            event["labels"].get("alertname"), event.get("host"))
             else:
                 duplicates += 1
         return web.json_response({"accepted": accepted, "duplicates": duplicates})
