@@ -59,7 +59,7 @@ async def serve(kind, port):
         args = {"port": port, "token": TOKEN} if kind == "token" else {"port": port, "hmac_secret": SECRET}
         # Keep the tasks referenced: the loop holds only weak references to them.
         serve.tasks = [asyncio.ensure_future(drain()), asyncio.ensure_future(alertmanager.main(queue, args))]
-    for _ in range(500):
+    for _attempt in range(500):
         try:
             _reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.close()
@@ -110,7 +110,7 @@ async def hammer(kind, port, requests, alerts_per_post):
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
         started = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(CONCURRENCY)))
+        await asyncio.gather(*(worker(session) for _worker in range(CONCURRENCY)))
         elapsed = time.perf_counter() - started
     return elapsed, statuses
 
@@ -149,11 +149,11 @@ def main():
             alerts_rate, requests_rate = measure(kind, requests, alerts_per_post)
             rows.append((kind, alerts_per_post, alerts_rate, requests_rate, anchor_requests,
                          requests_rate / anchor_requests))
-    sys.stdout.write("%-6s %6s %12s %12s %16s %8s\n" % ("auth", "alerts", "alerts/s", "requests/s",
-                                                       "anchor req/s", "ratio"))
+    header = ("auth", "alerts", "alerts/s", "requests/s", "anchor req/s", "ratio")
+    sys.stdout.write("%-6s %6s %12s %12s %16s %8s\n" % header)
     for kind, per_post, alerts_rate, requests_rate, anchor, ratio in rows:
-        sys.stdout.write("%-6s %6d %12.0f %12.0f %16.0f %8.2f\n" % (kind, per_post, alerts_rate, requests_rate,
-                                                                   anchor, ratio))
+        row = (kind, per_post, alerts_rate, requests_rate, anchor, ratio)
+        sys.stdout.write("%-6s %6d %12.0f %12.0f %16.0f %8.2f\n" % row)
     sys.stdout.write("ratio: the source's requests/s over a bare aiohttp handler's (anchor), same run, %d requests, "
                      "%d in flight, loopback\n" % (requests, CONCURRENCY))
 

@@ -118,7 +118,7 @@ import logging
 import os
 import re
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from aiohttp import web
 
@@ -235,7 +235,7 @@ class RecentAlerts:
     def __init__(self, window: float, max_entries: int) -> None:
         self.window = window
         self.max_entries = max_entries
-        self._seen = collections.OrderedDict()  # type: collections.OrderedDict[Tuple[str, str, str], float]
+        self._seen = collections.OrderedDict()  # (fingerprint, startsAt, status) -> when first seen
 
     def first_time(self, alert: Dict[str, Any], now: float) -> bool:
         """True (and remembered) when the alert was not seen within the window; False for a repeat."""

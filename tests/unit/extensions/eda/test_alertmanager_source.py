@@ -69,7 +69,7 @@ def run_against_source(args, client_steps):
         task = asyncio.ensure_future(alertmanager.main(queue, source_args))
         base = "http://127.0.0.1:%d" % port
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
+            for _attempt in range(200):
                 try:
                     async with session.post(base + "/nowhere"):
                         break

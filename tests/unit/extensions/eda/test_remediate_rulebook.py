@@ -7,7 +7,6 @@ fleetops.health.remediate and writes down every run: its host, its limit and the
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -34,10 +33,17 @@ RECORDING_PLAYBOOK = """
   hosts: all
   gather_facts: false
   tasks:
+    - name: Note the start
+      ansible.builtin.set_fact:
+        started: "{{ now().timestamp() }}"
+    - name: Take a while, as a real repair does
+      ansible.builtin.pause:
+        seconds: 4
     - name: Record this run
       ansible.builtin.copy:
         content: "{{ {'host': inventory_hostname, 'limit': ansible_limit | default(''),
-                      'trigger': remediate_trigger} | to_json }}"
+                      'trigger': remediate_trigger, 'started': started | float,
+                      'ended': now().timestamp()} | to_json }}"
         dest: "%(record_dir)s/{{ inventory_hostname }}-{{ 1000000 | random }}.json"
         mode: "0600"
       delegate_to: localhost
@@ -143,5 +149,7 @@ def test_rulebook_routes_firing_alerts_to_one_throttled_run_per_host(tmp_path):
     assert runs[0]["trigger"] == {"alertname": "FleetopsProbeDown", "service": "nginx.service",
                                   "fingerprint": "f1", "starts_at": "2026-11-25T10:00:00.000Z"}
     assert runs[1]["trigger"]["service"] == "api.service"
+    # The two hosts' runs overlap (execution_strategy: parallel): a repair never waits for another host's.
+    assert runs[1]["started"] < runs[0]["ended"] and runs[0]["started"] < runs[1]["ended"], runs
     assert "resolved: FleetopsProbeDown on web-1, nothing to send" in output
     assert TOKEN not in output
