@@ -341,7 +341,9 @@ def test_kill_nginx_one_verified_repair_one_notice_resolve_silent_flap_bounded(c
     # ---- the scheduled path's playbook, for comparison: the same remediate run started the way the
     # schedule role's timer starts it (ansible-playbook), right after a kill on the other host. A timer
     # of period P adds a wait of P/2 on average (P at worst) before this; the loop replaces that wait by
-    # scrape + rule + Alertmanager + rulebook.
+    # scrape + rule + Alertmanager + rulebook. The rulebook stops first, so that its own run for this
+    # kill does not compete with the timed one.
+    loop.rulebook.stop()
     killed_at = time.time()
     loop.exec(bystander, "systemctl", "kill", "--signal=KILL", "nginx")
     direct = subprocess.run([str(VENV_BIN / "ansible-playbook"), "-i", "inventory.yml", "fleetops.health.remediate",
