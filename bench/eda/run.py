@@ -4,7 +4,8 @@ Each server runs in its own process, the client (aiohttp, CONCURRENCY requests i
 1. the anchor: a bare aiohttp handler that answers 200 and does nothing, the ceiling of any aiohttp receiver;
 2. the source (extensions/eda/plugins/event_source/alertmanager.py) with a bearer token, its queue drained;
 3. the source checking an HMAC-SHA256 over each body.
-Every alert has its own fingerprint, so nothing is de-duplicated; each request carries ALERTS_PER_POST
+Each figure is the best of ROUNDS rounds in which the three servers take turns. Every alert has its own
+fingerprint, so nothing is de-duplicated; each request carries ALERTS_PER_POST
 alerts (1 and 10: Alertmanager groups alerts, so a payload usually carries several). The figure of merit
 is the source's rate over the anchor's, measured in the same run.
 
@@ -27,6 +28,7 @@ SOURCE = os.path.join(ROOT, "extensions", "eda", "plugins", "event_source")
 TOKEN = "bench-token-0123456789"
 SECRET = "bench-hmac-secret"
 CONCURRENCY = 32
+ROUNDS = 3
 
 
 def free_port():
@@ -141,12 +143,18 @@ def main():
     if options.serve:
         asyncio.run(serve(options.serve, options.port))
         return
-    requests = 1000 if options.quick else 5000
+    requests = 1000 if options.quick else 3000
     rows = []
     for alerts_per_post in (1, 10):
-        anchor_alerts, anchor_requests = measure("bare", requests, alerts_per_post)
+        # Best of ROUNDS, the three servers taking turns: on a shared machine a single measurement says
+        # more about the neighbours than about the code.
+        best = {}
+        for _round in range(ROUNDS):
+            for kind in ("bare", "token", "hmac"):
+                best[kind] = max(best.get(kind, (0, 0)), measure(kind, requests, alerts_per_post))
+        anchor_requests = best["bare"][1]
         for kind in ("token", "hmac"):
-            alerts_rate, requests_rate = measure(kind, requests, alerts_per_post)
+            alerts_rate, requests_rate = best[kind]
             rows.append((kind, alerts_per_post, alerts_rate, requests_rate, anchor_requests,
                          requests_rate / anchor_requests))
     header = ("auth", "alerts", "alerts/s", "requests/s", "anchor req/s", "ratio")
@@ -154,8 +162,8 @@ def main():
     for kind, per_post, alerts_rate, requests_rate, anchor, ratio in rows:
         row = (kind, per_post, alerts_rate, requests_rate, anchor, ratio)
         sys.stdout.write("%-6s %6d %12.0f %12.0f %16.0f %8.2f\n" % row)
-    sys.stdout.write("ratio: the source's requests/s over a bare aiohttp handler's (anchor), same run, %d requests, "
-                     "%d in flight, loopback\n" % (requests, CONCURRENCY))
+    sys.stdout.write("ratio: the source's requests/s over a bare aiohttp handler's (anchor), same run, best of %d "
+                     "rounds of %d requests, %d in flight, loopback\n" % (ROUNDS, requests, CONCURRENCY))
 
 
 if __name__ == "__main__":
