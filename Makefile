@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 # Every file that goes into the built collection; the install re-runs only when one changes.
-COLLECTION_SOURCES := $(shell git ls-files -co --exclude-standard -- galaxy.yml meta plugins roles playbooks docs tests changelogs README.md 2>/dev/null)
+COLLECTION_SOURCES := $(shell git ls-files -co --exclude-standard -- galaxy.yml meta plugins roles playbooks extensions docs tests changelogs README.md 2>/dev/null)
 
 .PHONY: sweep test setup test-setup install vendor system-deps unit sanity newest lint molecule e2e docs lab-up lab-down lab-image bench clean
 

@@ -9,6 +9,9 @@ commands=(
   debootstrap:debootstrap newuidmap:uidmap slirp4netns:slirp4netns logrotate:logrotate fusermount:fuse3
   /usr/lib/x86_64-linux-gnu/libfuse.so.2:libfuse2 chromium:chromium nginx:nginx-light ssh:openssh-client
   ssh-keygen:openssh-client shellcheck:shellcheck systemd-analyze:systemd
+  promtool:prometheus prometheus:prometheus amtool:prometheus-alertmanager
+  prometheus-alertmanager:prometheus-alertmanager java:openjdk-17-jre-headless
+  /usr/bin/prometheus-node-exporter:prometheus-node-exporter
 )
 packages=()
 for entry in "${commands[@]}"; do packages+=("${entry#*:}"); done
@@ -34,3 +37,8 @@ for entry in "${commands[@]}"; do
 done
 # nginx from the package starts a server on :80 that the tests do not want.
 if systemctl is-active --quiet nginx 2>/dev/null; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+# The packaged Prometheus and Alertmanager (and node_exporter, a dependency) start services; the closed-loop
+# test runs its own as plain processes on ports it picks.
+for unit in prometheus prometheus-alertmanager prometheus-node-exporter; do
+  if systemctl is-active --quiet "$unit" 2>/dev/null; then systemctl disable --now "$unit" >/dev/null 2>&1 || true; fi
+done
