@@ -11,7 +11,7 @@ commands=(
   ssh-keygen:openssh-client shellcheck:shellcheck systemd-analyze:systemd
   promtool:prometheus prometheus:prometheus amtool:prometheus-alertmanager
   prometheus-alertmanager:prometheus-alertmanager java:openjdk-17-jre-headless
-  /usr/bin/prometheus-node-exporter:prometheus-node-exporter
+  /usr/bin/prometheus-node-exporter:prometheus-node-exporter openssl:openssl
 )
 packages=()
 for entry in "${commands[@]}"; do packages+=("${entry#*:}"); done
