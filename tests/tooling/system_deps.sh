@@ -9,6 +9,7 @@ commands=(
   debootstrap:debootstrap newuidmap:uidmap slirp4netns:slirp4netns logrotate:logrotate fusermount:fuse3
   /usr/lib/x86_64-linux-gnu/libfuse.so.2:libfuse2 chromium:chromium nginx:nginx-light ssh:openssh-client
   ssh-keygen:openssh-client shellcheck:shellcheck systemd-analyze:systemd
+  promtool:prometheus prometheus:prometheus prometheus-node-exporter:prometheus-node-exporter
 )
 packages=()
 for entry in "${commands[@]}"; do packages+=("${entry#*:}"); done
