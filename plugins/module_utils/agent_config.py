@@ -42,7 +42,7 @@ DEFAULTS = {
     "minute_retention": 8 * 86400,
     "hour_retention": 90 * 86400,
     "history_max_bytes": 128 * 1024 * 1024,
-    "baseline_days": 7,
+    "baseline_weeks": 1,
     "baseline_factor": 1.5,
     "baseline_sigma": 3.0,
     "baseline_min_minutes": 30,
@@ -166,7 +166,7 @@ class AgentConfig(object):
         self.minute_retention = _number(merged, "minute_retention", 3600, 400 * 86400, integer=True)
         self.hour_retention = _number(merged, "hour_retention", 86400, 3 * 366 * 86400, integer=True)
         self.history_max_bytes = _number(merged, "history_max_bytes", 1024 * 1024, 1 << 40, integer=True)
-        self.baseline_days = _number(merged, "baseline_days", 1, 90, integer=True)
+        self.baseline_weeks = _number(merged, "baseline_weeks", 1, 12, integer=True)
         self.baseline_factor = _number(merged, "baseline_factor", 1, 100, min_exclusive=True)
         self.baseline_sigma = _number(merged, "baseline_sigma", 0, 100, min_exclusive=True)
         self.baseline_min_minutes = _number(merged, "baseline_min_minutes", 1, 60, integer=True)

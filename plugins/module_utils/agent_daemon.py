@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 
-from ansible_collections.fleetops.health.plugins.module_utils import scoring
+from ansible_collections.fleetops.health.plugins.module_utils import baseline, scoring
 from ansible_collections.fleetops.health.plugins.module_utils.agent_config import AgentConfigError, load_config
 from ansible_collections.fleetops.health.plugins.module_utils.agent_metrics import (
     AgentMetrics,
@@ -26,9 +26,13 @@ from ansible_collections.fleetops.health.plugins.module_utils.agent_metrics impo
     write_textfile,
 )
 from ansible_collections.fleetops.health.plugins.module_utils.agent_sampler import AdaptiveInterval, Sampler, figures_of
+from ansible_collections.fleetops.health.plugins.module_utils.history import History, HistoryError, history_bytes
 
 LOG = logging.getLogger("fleetops-agent")
 HEARTBEAT_FILE = "heartbeat"
+HISTORY_FILE = "history.db"
+# Baselines change with the hour of the week; recomputing them once a minute is plenty.
+BASELINE_REFRESH = 60.0
 
 
 class Agent(object):
@@ -45,6 +49,10 @@ class Agent(object):
         self._reload_requested = False
         self._stopping = False
         self.last_heartbeat = None
+        self.history = None
+        self.baselines = {}
+        self._baselines_at = None
+        self._history_failing = False
         self._apply(load_config(config_path))
 
     # ------------------------------------------------------------ configuration
@@ -56,6 +64,12 @@ class Agent(object):
         interval = AdaptiveInterval(config.interval, config.adaptive_interval, config.adaptive_step,
                                     config.adaptive_hold, config.adaptive_watch)
         os.makedirs(config.state_dir, exist_ok=True)
+        history = self.history
+        history_path = os.path.join(config.state_dir, HISTORY_FILE)
+        if history is None or history.path != history_path:
+            history = History(history_path)
+        history.raw_retention, history.minute_retention = config.raw_retention, config.minute_retention
+        history.hour_retention, history.max_bytes = config.hour_retention, config.history_max_bytes
         server = self.server
         listen_changed = previous is None or any(
             getattr(previous, name) != getattr(config, name) for name in (
@@ -74,6 +88,10 @@ class Agent(object):
             LOG.info("serving /metrics on %s:%d%s", config.listen_address, server.port,
                      " (TLS)" if config.tls_cert_file else "")
         self.server = server
+        if self.history is not None and self.history is not history:
+            self.history.close()
+        self.history = history
+        self._baselines_at = None
         self.sampler = sampler
         self.interval = interval
         self.config = config
@@ -96,7 +114,7 @@ class Agent(object):
         try:
             config = load_config(self.config_path)
             self._apply(config)
-        except (AgentConfigError, OSError) as exc:
+        except (AgentConfigError, HistoryError, OSError) as exc:
             LOG.error("reload refused, keeping the running configuration: %s", exc)
             return False
         LOG.info("configuration reloaded from %s", self.config_path)
@@ -104,9 +122,40 @@ class Agent(object):
 
     # ------------------------------------------------------------ one sample
 
-    def judge(self, facts):
+    def refresh_baselines(self, now, figures):
+        """Hour-of-week baselines for the judged figures, recomputed once a minute."""
+        monotonic = self.monotonic()
+        if self._baselines_at is not None and monotonic - self._baselines_at < BASELINE_REFRESH:
+            return self.baselines
+        config = self.config
+        wanted = [name for name in figures if name.partition(":")[0] in baseline.JUDGED_KINDS]
+        try:
+            self.baselines = baseline.hour_of_week_baselines(
+                self.history, now, config.baseline_weeks, config.baseline_factor, config.baseline_sigma,
+                config.baseline_min_minutes, figures=wanted)
+        except Exception as exc:  # pylint: disable=broad-except
+            LOG.warning("baselines: cannot read the history (%s); judging with static thresholds only", exc)
+            self.baselines = {}
+        self._baselines_at = monotonic
+        return self.baselines
+
+    def judge(self, facts, figures, now):
+        """The host verdict: the static thresholds (scoring), then the baselines (the baseline hook)."""
         verdict, reasons = scoring.evaluate(facts, self.config.thresholds)
-        return verdict, reasons, scoring.load_score(facts, self.config.weights), {}
+        baselines = self.refresh_baselines(now, figures)
+        verdict, reasons, _dynamic = baseline.apply_baselines(figures, verdict, reasons, baselines)
+        return verdict, reasons, scoring.load_score(facts, self.config.weights), baselines
+
+    def record(self, now, figures):
+        try:
+            self.history.record(now, figures)
+            if self._history_failing:
+                LOG.info("history: writing again to %s", self.history.path)
+            self._history_failing = False
+        except HistoryError as exc:
+            if not self._history_failing:   # say it once, not every second
+                LOG.error("history: %s", exc)
+            self._history_failing = True
 
     def run_once(self):
         """Take one sample and publish it; return the wait before the next one."""
@@ -114,10 +163,12 @@ class Agent(object):
         facts = self.sampler.sample()
         now = self.clock()
         figures = figures_of(facts)
-        verdict, _reasons, score, baselines = self.judge(facts)
+        verdict, _reasons, score, baselines = self.judge(facts, figures, now)
         wait = self.interval.update(figures, self.monotonic())
+        self.record(now, figures)
         self.touch_heartbeat(now)
-        snapshot = Snapshot(facts, verdict, score, baselines, interval=wait, heartbeat=self.last_heartbeat)
+        snapshot = Snapshot(facts, verdict, score, baselines, interval=wait, heartbeat=self.last_heartbeat,
+                            history_bytes=history_bytes(self.history.path))
         self.metrics.publish(snapshot)
         self.metrics.samples.inc()
         self.metrics.sample_duration.observe(self.monotonic() - started)
@@ -157,6 +208,9 @@ class Agent(object):
         if self.server is not None:
             self.server.stop()
             self.server = None
+        if self.history is not None:
+            self.history.close()
+            self.history = None
 
 
 def main(argv=None):
@@ -174,7 +228,7 @@ def main(argv=None):
         return 0
     try:
         agent = Agent(args.config)
-    except (AgentConfigError, OSError) as exc:
+    except (AgentConfigError, HistoryError, OSError) as exc:
         LOG.error("cannot start: %s", exc)
         return 2
     signal.signal(signal.SIGHUP, agent.request_reload)

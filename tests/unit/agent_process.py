@@ -78,7 +78,7 @@ class AgentProcess(object):
             if self.proc.poll() is not None:
                 raise AssertionError("agent exited %s: %s" % (self.proc.returncode, self.read_log()))
             try:
-                if "fleetops_agent_samples_total" in self.metrics():
+                if "fleetops_agent_sample_interval_seconds " in self.metrics():   # the first sample is out
                     return self
             except OSError:
                 pass

@@ -59,6 +59,7 @@ def test_the_sampler_gives_rates_from_the_second_sample_and_reads_mounts_on_thei
     ({"rules": [{"name": "a", "figure": "cpu", "above": 1, "severity": "page"}]}, "rules[0].severity: must be one of"),
     ({"im": {"platform": "slack"}}, "im: must be a dict with at least platform and url"),
     ({"intervall": 1}, "unknown option(s) intervall"),
+    ({"baseline_weeks": 13}, "baseline_weeks: must be a whole number from 1 to 12"),
 ])
 def test_bad_options_are_named(document, message):
     with pytest.raises(AgentConfigError) as failure:
