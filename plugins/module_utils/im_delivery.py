@@ -17,10 +17,7 @@ import socket
 import ssl
 import time
 import uuid
-from urllib.error import HTTPError
 
-from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
-from ansible.module_utils.urls import Request, make_context
 from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import (
     MASK,
     ConfigError,
@@ -29,6 +26,12 @@ from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import
     adapter_for,
     redact_url,
     scrub,
+)
+from ansible_collections.fleetops.health.plugins.module_utils.im_transport import (
+    USER_AGENT,
+    BACKENDS as TRANSPORTS,
+    OpenUrlTransport,
+    transport_for,
 )
 from ansible_collections.fleetops.health.plugins.module_utils.redaction import url_secrets
 from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
@@ -70,7 +73,8 @@ DEDUPE_SCHEMA = StateSchema(
     empty=lambda: {"keys": {}},
     migrate=_unversioned_ledger,
 )
-USER_AGENT = "fleetops.health-im_notify"
+# USER_AGENT and HttpTransport stay importable from here (public API); the transports live in im_transport.
+HttpTransport = OpenUrlTransport
 
 
 class DeliveryError(Exception):
@@ -93,25 +97,6 @@ class UndeliveredError(DeliveryError):
     """Retries ran out and the caller asked to fail instead of spooling."""
 
 
-class HttpTransport(object):
-    """POST with Ansible's own client, so no extra library is needed on the managed host.
-
-    The TLS context is built once: loading the CA store costs tens of milliseconds per request otherwise.
-    """
-
-    def __init__(self, timeout, validate_certs=True):
-        self._request = Request(timeout=timeout, validate_certs=validate_certs, http_agent=USER_AGENT,
-                                follow_redirects="safe", context=make_context(validate_certs=validate_certs))
-
-    def __call__(self, url, body, headers):
-        """Return ``(status, headers, body)`` for any HTTP answer; raise OSError when there is none."""
-        try:
-            response = self._request.open("POST", url, data=body, headers=headers)
-            return response.getcode(), dict(response.headers.items()), response.read()
-        except HTTPError as exc:
-            return exc.code, dict(exc.headers.items()) if exc.headers else {}, exc.read() or b""
-
-
 class AttemptLog(object):
     """What one send did: the final outcome, how many requests and how long it waited between them."""
 
@@ -132,10 +117,13 @@ class Sender(object):
     ``retries`` times, waiting ``retry_delay * 2**n`` seconds, or longer when the platform says so in
     Retry-After/retry_after. A wait longer than ``retry_max_delay`` is not taken: the send gives up so
     the message can be spooled. Each attempt is signed afresh, so timestamps never go stale.
+
+    ``transport`` names the HTTP backend (im_transport: ``open_url`` in modules, ``requests`` in host
+    programs); ``post`` passes a ready transport instead, e.g. one pooled session shared by many senders.
     """
 
     def __init__(self, adapter, target, timeout=10, retries=3, retry_delay=1.0, retry_max_delay=60.0,
-                 validate_certs=True, clock=time.time, sleep=time.sleep, post=None):
+                 validate_certs=True, clock=time.time, sleep=time.sleep, post=None, transport="open_url"):
         self.adapter = adapter
         self.target = target
         self.retries = retries
@@ -143,7 +131,7 @@ class Sender(object):
         self.retry_max_delay = retry_max_delay
         self.clock = clock
         self.sleep = sleep
-        self.post = post or HttpTransport(timeout, validate_certs)
+        self.post = post or transport_for(transport, timeout, validate_certs)
         self.sensitive = target.sensitive_strings()
 
     def attempt(self, payload):
@@ -153,8 +141,9 @@ class Sender(object):
             # The signed URL carries this attempt's timestamp and sign: mask them too.
             sensitive = sorted(set(self.sensitive) | url_secrets(url), key=len, reverse=True)
             status, answer_headers, answer = self.post(url, body, headers)
-        except (socket.timeout, OSError, ValueError, UrlsConnectionError) as exc:
-            # urllib's URLError is an OSError; its text can include the request URL on some paths.
+        except (socket.timeout, OSError, ValueError) as exc:
+            # The transports raise NoAnswer (an OSError) whose reason is the root cause; a caller's own
+            # transport may raise urllib's URLError, whose text can include the request URL: scrub it.
             reason = getattr(exc, "reason", None) or exc
             message = scrub("no answer: %s" % (reason,), sensitive)
             if isinstance(reason, ssl.SSLCertVerificationError):
@@ -519,13 +508,16 @@ def check_sender_numbers(**values):
 
 def notifier_for(platform, url, secret=None, chat_id=None, signature_header=None, timeout=10, retries=3,
                  retry_delay=1.0, retry_max_delay=60.0, validate_certs=True, spool_dir=None, on_undelivered="spool",
-                 create_spool=True, spool_option="spool_dir"):
+                 create_spool=True, spool_option="spool_dir", transport="open_url", post=None):
     """A Notifier for one target. With ``spool_dir`` the spool is checked (and created unless
     ``create_spool`` is false, as in check mode) before anything is sent; without it nothing is spooled.
 
     The numbers are checked against the ranges documented in the module (SENDER_LIMITS), so a bad value
-    fails before sending instead of being retried as network trouble.
+    fails before sending instead of being retried as network trouble. ``transport`` and ``post`` are the
+    Sender's: host programs pass ``transport="requests"`` (or one shared ``post``), modules keep open_url.
     """
+    if transport not in TRANSPORTS:
+        raise ConfigError("transport: must be one of %s, got %r" % (", ".join(TRANSPORTS), transport))
     numbers = check_sender_numbers(timeout=timeout, retries=retries, retry_delay=retry_delay,
                                    retry_max_delay=retry_max_delay)
     timeout, retries, retry_delay, retry_max_delay = (numbers[name] for name in
@@ -533,7 +525,7 @@ def notifier_for(platform, url, secret=None, chat_id=None, signature_header=None
     adapter = adapter_for(platform, signature_header)
     target = Target(platform, url, secret, chat_id)
     sender = Sender(adapter, target, timeout=timeout, retries=retries, retry_delay=retry_delay,
-                    retry_max_delay=retry_max_delay, validate_certs=validate_certs)
+                    retry_max_delay=retry_max_delay, validate_certs=validate_certs, post=post, transport=transport)
     spool = dedupe = None
     if spool_dir:
         spool = Spool(spool_dir, check_mode=not create_spool, option_name=spool_option)
