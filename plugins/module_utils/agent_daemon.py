@@ -18,7 +18,10 @@ import threading
 import time
 
 from ansible_collections.fleetops.health.plugins.module_utils import baseline, scoring
+from ansible_collections.fleetops.health.plugins.module_utils.agent_alerts import AlertEngine, Outbox
 from ansible_collections.fleetops.health.plugins.module_utils.agent_config import AgentConfigError, load_config
+from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import ConfigError
+from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError
 from ansible_collections.fleetops.health.plugins.module_utils.agent_metrics import (
     AgentMetrics,
     MetricsServer,
@@ -50,6 +53,8 @@ class Agent(object):
         self._stopping = False
         self.last_heartbeat = None
         self.history = None
+        self.alerts = AlertEngine([])
+        self.outbox = None
         self.baselines = {}
         self._baselines_at = None
         self._history_failing = False
@@ -87,6 +92,20 @@ class Agent(object):
                                        % (config.listen_address, config.listen_port, exc))
             LOG.info("serving /metrics on %s:%d%s", config.listen_address, server.port,
                      " (TLS)" if config.tls_cert_file else "")
+        outbox = self.outbox
+        outbox_changed = previous is None or any(getattr(previous, name) != getattr(config, name) for name in (
+            "im", "heartbeat_url", "heartbeat_push_interval", "state_dir"))
+        if outbox_changed:
+            try:
+                outbox = Outbox(config.state_dir, config.im, config.heartbeat_url, config.heartbeat_push_interval)
+            except (ConfigError, StateDirError) as exc:
+                # The IM options carry secrets: the adapters' messages never echo them.
+                raise AgentConfigError("im: %s" % exc)
+            if self.outbox is not None:
+                self.outbox.stop()
+            outbox.start()
+        self.outbox = outbox
+        self.alerts.configure(config.rules)
         self.server = server
         if self.history is not None and self.history is not history:
             self.history.close()
@@ -166,8 +185,15 @@ class Agent(object):
         verdict, _reasons, score, baselines = self.judge(facts, figures, now)
         wait = self.interval.update(figures, self.monotonic())
         self.record(now, figures)
+        for transition in self.alerts.evaluate(figures, baselines, now):
+            LOG.warning("alert %s %s: %s %s (threshold %s)", transition.rule["name"],
+                        "firing" if transition.kind == "down" else "resolved", transition.rule["figure"],
+                        transition.value, transition.threshold)
+            if transition.kind == "down" or self.config.notify_up_down:
+                self.outbox.send(transition)
         self.touch_heartbeat(now)
-        snapshot = Snapshot(facts, verdict, score, baselines, interval=wait, heartbeat=self.last_heartbeat,
+        snapshot = Snapshot(facts, verdict, score, baselines, firing=self.alerts.firing(), interval=wait,
+                            spool_messages=self.outbox.spooled, heartbeat=self.last_heartbeat,
                             history_bytes=history_bytes(self.history.path))
         self.metrics.publish(snapshot)
         self.metrics.samples.inc()
@@ -205,6 +231,9 @@ class Agent(object):
         self.close()
 
     def close(self):
+        if self.outbox is not None:
+            self.outbox.stop()
+            self.outbox = None
         if self.server is not None:
             self.server.stop()
             self.server = None
