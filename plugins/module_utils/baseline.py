@@ -18,7 +18,10 @@ from __future__ import annotations
 import math
 import time
 
+from ansible_collections.fleetops.health.plugins.module_utils import history as history_store
+from ansible_collections.fleetops.health.plugins.module_utils.agent_sampler import figures_of
 from ansible_collections.fleetops.health.plugins.module_utils.scoring import VERDICT_RANK, worst_verdict
+from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
 
 WEEK = 7 * 86400
 HOUR = 3600
@@ -121,3 +124,60 @@ def apply_baselines(figures, verdict, reasons, baselines):
         else:
             dynamic[figure] = {"missing": baseline["missing"]}
     return verdict, list(reasons) + [reason for _, reason in findings], dynamic
+
+
+# ---------------------------------------------------------------- the hook for host_resources
+
+DEFAULT_HISTORY_PATH = "/var/lib/fleetops/agent/history.db"
+BASELINE_DEFAULTS = {"weeks": 1, "factor": 1.5, "sigma": 3.0, "min_minutes": 30}
+# option: (minimum, maximum, integer, minimum excluded); the agent role documents the same ranges.
+BASELINE_LIMITS = {"weeks": (1, 12, True, False), "factor": (1, 100, False, True), "sigma": (0, 100, False, True),
+                   "min_minutes": (1, 60, True, False)}
+
+
+def check_baseline_options(options):
+    """``baseline`` merged over BASELINE_DEFAULTS; raises ValueError naming ``baseline.<key>`` and its range."""
+    merged = dict(BASELINE_DEFAULTS)
+    for key, value in (options or {}).items():
+        if key not in BASELINE_LIMITS:
+            raise ValueError("baseline: unknown key %r; use %s" % (key, ", ".join(sorted(BASELINE_LIMITS))))
+        minimum, maximum, integer, exclusive = BASELINE_LIMITS[key]
+        try:
+            merged[key] = check_number(value, "baseline.%s" % key, minimum, maximum, integer=integer,
+                                       min_exclusive=exclusive)
+        except OptionError as exc:
+            raise ValueError(str(exc))
+    return merged
+
+
+def judge_with_history(facts, history_path, options, now=None, localtime=time.localtime):
+    """The hook host_resources calls after ``collect()``: where the agent keeps a history at ``history_path``,
+    add the baseline reasons to ``facts`` and list the dynamic thresholds in ``facts["baselines"]``.
+
+    No history file: ``facts`` is left as it is (static thresholds only). A history that cannot be read
+    becomes ``facts["baselines"] = {"error": why}``; it never fails the caller.
+    """
+    if not history_path:
+        return facts
+    try:
+        reader = history_store.open_read_only(history_path)
+    except history_store.HistoryError as exc:
+        facts["baselines"] = {"error": str(exc)}
+        return facts
+    if reader is None:
+        return facts
+    figures = figures_of(facts)
+    wanted = [name for name in figures if name.partition(":")[0] in JUDGED_KINDS]
+    try:
+        found = hour_of_week_baselines(reader, time.time() if now is None else now, options["weeks"],
+                                       options["factor"], options["sigma"], options["min_minutes"], figures=wanted,
+                                       localtime=localtime)
+    except Exception as exc:  # pylint: disable=broad-except
+        # sqlite3's errors (a locked or damaged file) must not cost the host its static verdict.
+        facts["baselines"] = {"error": "%s: cannot read the agent's history (%s)" % (history_path, exc)}
+        return facts
+    finally:
+        reader.close()
+    facts["verdict"], facts["reasons"], facts["baselines"] = apply_baselines(
+        figures, facts.get("verdict", "ok"), facts.get("reasons") or [], found)
+    return facts
