@@ -14,14 +14,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime
+import http.client as http_client
 import math
 import socket
 import ssl
 import threading
 import time
+from urllib.parse import urljoin, urlsplit
 
-from ansible.module_utils.six.moves import http_client
-from ansible.module_utils.six.moves.urllib.parse import urljoin, urlsplit
 from ansible_collections.fleetops.health.plugins.module_utils.redaction import mask_text
 
 try:

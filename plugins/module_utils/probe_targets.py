@@ -8,10 +8,8 @@ from __future__ import annotations
 import os
 import re
 import ssl
+from urllib.parse import urlsplit
 
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.module_utils.errors import UnsupportedError
-from ansible.module_utils.six.moves.urllib.parse import urlsplit
 from ansible_collections.fleetops.health.plugins.module_utils.redaction import mask_url, url_secrets
 from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
 
@@ -99,13 +97,39 @@ class ProbeTarget(object):
         return self.kind == "tls" or self.scheme == "https"
 
 
+# Without ansible-core (the probes runner on a host), options are taken only with exactly these types: the
+# role validated and normalized them with ArgumentSpecValidator on the controller before writing them.
+_EXACT_TYPES = {"str": (str,), "path": (str,), "dict": (dict,), "list": (list,), "float": (float, int),
+                "int": (int,), "bool": (bool,), "raw": (object,)}
+
+
 def _validate_against(spec, params, label):
+    try:
+        from ansible.module_utils.common.arg_spec import ArgumentSpecValidator  # pylint: disable=import-outside-toplevel
+        from ansible.module_utils.errors import UnsupportedError  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return _check_exact_types(spec, params, label)
     result = ArgumentSpecValidator(spec).validate(params)
     errors = result.errors.errors
     if errors:
         raise TargetError("%s: %s" % (label, "; ".join(
             ("unknown option " if isinstance(error, UnsupportedError) else "") + error.msg for error in errors)))
     return result.validated_parameters
+
+
+def _check_exact_types(spec, params, label):
+    """The no-ansible-core path of ``_validate_against``: unknown options and wrong types fail, nothing is coerced."""
+    unknown = sorted(set(params) - set(spec))
+    if unknown:
+        raise TargetError("%s: unknown option %s" % (label, ", ".join(unknown)))
+    validated = dict((name, None) for name in spec)
+    for name, value in params.items():
+        kind = spec[name].get("type", "str")
+        wrong_bool = isinstance(value, bool) and kind in ("int", "float")
+        if value is not None and (wrong_bool or not isinstance(value, _EXACT_TYPES[kind])):
+            raise TargetError("%s: %s must be of type %s, got %s" % (label, name, kind, type(value).__name__))
+        validated[name] = float(value) if kind == "float" and value is not None else value
+    return validated
 
 
 def _target_label(index, raw):

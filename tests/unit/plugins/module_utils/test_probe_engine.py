@@ -319,10 +319,10 @@ def test_hanging_name_lookup_does_not_hold_the_process_past_the_deadline(engine)
     script = ("import socket, sys, threading, time\n"
               "from ansible_collections.fleetops.health.plugins.module_utils.probe_engine import ProbeEngine\n"
               "from ansible_collections.fleetops.health.plugins.module_utils.probe_targets import build_targets\n"
-              "# after the imports: ansible's own import-time check calls getaddrinfo\n"
-              "socket.getaddrinfo = lambda *args, **kwargs: threading.Event().wait(60)\n"
               "targets, _secrets = build_targets([dict(name='web', url='http://hangs.example/'),\n"
               "                                   dict(name='db', tcp='hangs.example:5432')])\n"
+              "# after build_targets: ansible's argument validator, imported on first use, calls getaddrinfo\n"
+              "socket.getaddrinfo = lambda *args, **kwargs: threading.Event().wait(60)\n"
               "started = time.monotonic()\n"
               "results, _warnings = ProbeEngine(sys.argv[1], deadline=1).run(targets)\n"
               "print(round(time.monotonic() - started, 1), [result['error_kind'] for result in results])\n")
