@@ -10,6 +10,8 @@ commands=(
   /usr/lib/x86_64-linux-gnu/libfuse.so.2:libfuse2 chromium:chromium nginx:nginx-light ssh:openssh-client
   ssh-keygen:openssh-client shellcheck:shellcheck systemd-analyze:systemd
   promtool:prometheus prometheus:prometheus prometheus-node-exporter:prometheus-node-exporter
+  /usr/lib/python3/dist-packages/psutil:python3-psutil /usr/lib/python3/dist-packages/requests:python3-requests
+  /usr/lib/python3/dist-packages/prometheus_client:python3-prometheus-client
 )
 packages=()
 for entry in "${commands[@]}"; do packages+=("${entry#*:}"); done
