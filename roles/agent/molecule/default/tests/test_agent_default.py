@@ -63,7 +63,8 @@ def test_metrics_answer_and_pass_promtool(host):
     assert "process_resident_memory_bytes" in text
     promtool = shutil.which("promtool")
     assert promtool, "promtool missing on the control side: tests/tooling/system_deps.sh"
-    proc = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+    # check_output strips the last newline; the text format needs it.
+    proc = subprocess.run([promtool, "check", "metrics"], input=(text + "\n").encode(), capture_output=True, timeout=30)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
