@@ -21,8 +21,6 @@ import time
 
 from ansible_collections.fleetops.health.plugins.module_utils import baseline as baseline_utils
 from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import Notification
-from ansible_collections.fleetops.health.plugins.module_utils.im_delivery import DeliveryError, notifier_for
-from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError
 
 LOG = logging.getLogger("fleetops-agent")
 SPOOL_DIR = "spool"
@@ -122,6 +120,9 @@ class Outbox(object):
         self._last_push = None
         self.notifier = None
         if im:
+            # Imported only when IM is configured: the sender, the spool and the state layer cost about a
+            # megabyte of the agent's memory.
+            from ansible_collections.fleetops.health.plugins.module_utils.im_delivery import notifier_for  # pylint: disable=import-outside-toplevel
             self.notifier = notifier_for(
                 im["platform"], im["url"], secret=im.get("secret"), chat_id=im.get("chat_id"),
                 signature_header=im.get("signature_header"), timeout=im.get("timeout", 5),
@@ -177,6 +178,8 @@ class Outbox(object):
         if transition is not None:
             notification = transition.notification(self.host)
             key = "%s/%s" % (transition.rule["name"], transition.kind)
+        from ansible_collections.fleetops.health.plugins.module_utils.im_delivery import DeliveryError  # pylint: disable=import-outside-toplevel
+        from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError  # pylint: disable=import-outside-toplevel
         try:
             result = notifier.run(notification, flush=True, dedupe_key=key, dedupe_window=DEDUPE_WINDOW if key else 0)
             self.spooled = result.get("spool_remaining", 0)

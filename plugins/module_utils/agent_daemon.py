@@ -20,8 +20,6 @@ import time
 from ansible_collections.fleetops.health.plugins.module_utils import baseline, scoring
 from ansible_collections.fleetops.health.plugins.module_utils.agent_alerts import AlertEngine, Outbox
 from ansible_collections.fleetops.health.plugins.module_utils.agent_config import AgentConfigError, load_config
-from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import ConfigError
-from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDirError
 from ansible_collections.fleetops.health.plugins.module_utils.agent_metrics import (
     AgentMetrics,
     MetricsServer,
@@ -98,8 +96,9 @@ class Agent(object):
         if outbox_changed:
             try:
                 outbox = Outbox(config.state_dir, config.im, config.heartbeat_url, config.heartbeat_push_interval)
-            except (ConfigError, StateDirError) as exc:
-                # The IM options carry secrets: the adapters' messages never echo them.
+            except Exception as exc:  # pylint: disable=broad-except
+                # The adapters' ConfigError, or StateDirError from the spool (imported only with IM configured).
+                # The IM options carry secrets: those messages never echo them.
                 raise AgentConfigError("im: %s" % exc)
             if self.outbox is not None:
                 self.outbox.stop()

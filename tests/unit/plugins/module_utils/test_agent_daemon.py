@@ -100,7 +100,7 @@ def test_a_sudden_memory_jump_tightens_sampling_then_it_relaxes(tmp_path):
     """Watched memory jumps by more than the step: the interval drops to adaptive_interval for adaptive_hold."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     size = min(int(total * 0.06), 3 << 30)   # 6 points of memory within about a second, step 2
-    with AgentProcess(tmp_path, interval=1, adaptive_interval=0.25, adaptive_step=2, adaptive_hold=3,
+    with AgentProcess(tmp_path, interval=1, adaptive_interval=0.25, adaptive_step=2, adaptive_hold=5,
                       adaptive_watch=["memory"]) as agent:
         # Settled first: another process's memory may have moved at our start.
         assert agent.wait_for(lambda: agent.value("fleetops_agent_sample_interval_seconds") == 1.0, timeout=8)
@@ -109,11 +109,12 @@ def test_a_sudden_memory_jump_tightens_sampling_then_it_relaxes(tmp_path):
         holder.start()
         try:
             assert ready.wait(30)
-            assert agent.wait_for(lambda: agent.value("fleetops_agent_sample_interval_seconds") == 0.25, timeout=5)
+            assert agent.wait_for(lambda: agent.value("fleetops_agent_sample_interval_seconds") == 0.25, timeout=10)
             before = agent.value("fleetops_agent_samples_total")
-            time.sleep(1.0)
-            # About four samples a second while tight (at least three on a loaded machine).
-            assert agent.value("fleetops_agent_samples_total") - before >= 3
+            time.sleep(2.0)
+            # About eight samples in two seconds while tight; relaxed it would be two. A loaded machine
+            # stretches each sample, so ask for more than the relaxed count, not for all eight.
+            assert agent.value("fleetops_agent_samples_total") - before >= 4
         finally:
             release.set()
             holder.join(10)

@@ -6,11 +6,14 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
+import sys
 import time
 import urllib.request
 
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..", "..", "tests", "unit"))
+from im_receivers import IMReceiver  # noqa: E402  pylint: disable=wrong-import-position
 
 UNIT = "fleetops-agent.service"
 PORT = 9906
@@ -127,6 +130,51 @@ def test_a_real_prometheus_scrapes_the_agent(host, tmp_path):
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+# The address lab hosts use for the machine running the tests (podman puts it in their /etc/hosts).
+HOST_ADDRESS_FROM_LAB = "host.containers.internal"
+EDIT_CONFIG = """python3 - <<'EOF'
+import json
+path = "/etc/fleetops-agent/agent.json"
+with open(path) as handle:
+    config = json.load(handle)
+config.update(json.loads(%r))
+with open(path, "w") as handle:
+    json.dump(config, handle)
+EOF"""
+
+
+def reconfigure(host, **changes):
+    host.run_expect([0], EDIT_CONFIG % json.dumps(changes))
+    host.run_expect([0], "systemctl reload %s" % UNIT)
+
+
+def spooled(host):
+    return int(host.check_output("ls /var/lib/fleetops/agent/spool/queue 2>/dev/null | grep -c json || true") or 0)
+
+
+def test_receiver_outage_spools_then_delivers_once_then_resolves(host):
+    receiver = IMReceiver("slack", host="0.0.0.0").start()
+    url = receiver.url_for(HOST_ADDRESS_FROM_LAB)
+    receiver.go_down()
+    rule = {"name": "memory_used", "figure": "memory", "above": 0, "for": 0, "severity": "critical"}
+    try:
+        reconfigure(host, im={"platform": "slack", "url": url, "timeout": 2, "retries": 0}, rules=[rule])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and spooled(host) < 1:
+            time.sleep(0.5)
+        assert spooled(host) == 1
+        receiver.come_back()
+        assert len(receiver.wait_for(1, timeout=30)) == 1
+        assert "DOWN" in receiver.messages[0]["text"] and "memory_used" in receiver.messages[0]["text"]
+        reconfigure(host, rules=[dict(rule, above=100)])
+        assert len(receiver.wait_for(2, timeout=30)) == 2
+        assert "UP" in receiver.messages[1]["text"]
+        time.sleep(7)   # past a flush period: nothing twice
+        assert len(receiver.messages) == 2 and spooled(host) == 0
+    finally:
+        receiver.stop()
 
 
 class socket_port(object):
