@@ -27,7 +27,7 @@ import json
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEV_COLLECTIONS = os.path.join(ROOT, ".cache", "dev-collections")
-ENTRY = os.path.join(ROOT, "roles", "agent", "files", "fleetops-agent")
+ENTRY = os.path.join(ROOT, "roles", "agent", "files", "fleetops_agent.py")
 sys.path.insert(0, DEV_COLLECTIONS)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -137,7 +137,7 @@ def measure_processes(quick):
             results[name]["series"] = series(body)
             results[name]["bytes"] = len(body)
             cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
-            for _ in range(scrapes):
+            for _scrape in range(scrapes):
                 scrape(url)
             spent = cpu_seconds(pid) - cpu_before
             wall = time.monotonic() - wall_before
@@ -186,7 +186,7 @@ def measure_history(quick):
     counts = store.counts()
     wanted = [name for name in figures if name.partition(":")[0] in baseline.JUDGED_KINDS]
     timings = []
-    for _ in range(20):
+    for _query in range(20):
         begun = time.perf_counter()
         found = baseline.hour_of_week_baselines(store, now, figures=wanted)
         timings.append(time.perf_counter() - begun)

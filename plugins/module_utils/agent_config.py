@@ -75,7 +75,7 @@ def check_figure(name, option):
         raise AgentConfigError("%s: must be a figure name, got %r" % (option, name))
     if name in PLAIN_FIGURES:
         return name
-    kind, _, key = name.partition(":")
+    kind, _sep, key = name.partition(":")
     if kind in KEYED_FIGURES and key:
         return name
     raise AgentConfigError("%s: unknown figure %r; use one of %s, or %s followed by :<mount or interface> "

@@ -256,7 +256,7 @@ def main(argv=None):
         return 0
     try:
         agent = Agent(args.config)
-    except (AgentConfigError, HistoryError, OSError) as exc:
+    except (AgentConfigError, HistoryError, ImportError, OSError) as exc:
         LOG.error("cannot start: %s", exc)
         return 2
     signal.signal(signal.SIGHUP, agent.request_reload)

@@ -18,11 +18,18 @@ import os
 import ssl
 import tempfile
 import threading
+import traceback
 
-from prometheus_client import CollectorRegistry, Counter, Summary
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import ThreadingWSGIServer, generate_latest, make_wsgi_app
-from prometheus_client.process_collector import ProcessCollector
+try:
+    from prometheus_client import CollectorRegistry, Counter, Summary
+    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.exposition import ThreadingWSGIServer, generate_latest, make_wsgi_app
+    from prometheus_client.process_collector import ProcessCollector
+except ImportError:
+    PROMETHEUS_CLIENT_IMPORT_ERROR = traceback.format_exc()
+    ThreadingWSGIServer = object
+else:
+    PROMETHEUS_CLIENT_IMPORT_ERROR = None
 
 VERDICT_LEVEL = {"ok": 0, "warn": 1, "crit": 2}
 RATIO_FIGURES = ("cpu", "memory", "swap", "disk", "inodes", "iowait")
@@ -104,7 +111,7 @@ class AgentCollector(object):
                                      "(hour-of-week mean x factor or mean + k sigma, the higher), where one exists.",
                                      labels=["figure", "mountpoint"])
         for figure, found in sorted(snapshot.baselines.items()):
-            kind, _, key = figure.partition(":")
+            kind, _sep, key = figure.partition(":")
             if found.get("threshold") is not None and kind in RATIO_FIGURES:
                 baseline.add_metric([kind, key], found["threshold"] / 100.0)
         yield baseline
@@ -134,6 +141,9 @@ class AgentMetrics(object):
     """The registry, the counters the loop updates, and the latest snapshot the collector renders."""
 
     def __init__(self):
+        if PROMETHEUS_CLIENT_IMPORT_ERROR:
+            raise ImportError("the agent needs prometheus_client: install the Debian package python3-prometheus-client "
+                              "(the fleetops.health.runtime role does)")
         self.snapshot = Snapshot()
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
@@ -178,7 +188,7 @@ def _with_basic_auth(app, user, password_sha256):
         allowed = False
         if header.startswith("Basic "):
             try:
-                given_user, _, given_password = base64.b64decode(header[6:]).partition(b":")
+                given_user, _sep, given_password = base64.b64decode(header[6:]).partition(b":")
                 digest = hashlib.sha256(given_password).hexdigest()
                 allowed = hmac.compare_digest(given_user, expected_user) and hmac.compare_digest(digest, password_sha256)
             except (ValueError, TypeError):

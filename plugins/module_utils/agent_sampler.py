@@ -99,7 +99,7 @@ class Sampler(object):
         facts, self._counters = self.fast.collect_since(self._counters)
         now = self.clock()
         if self._slow_at is None or now - self._slow_at >= self.slow_interval:
-            slow, _ = self.slow.collect_since(None)
+            slow, _counters = self.slow.collect_since(None)
             self._slow_facts = dict((key, slow[key]) for key in ("disks", "units", "cgroup") if key in slow)
             self._slow_at = now
         facts.update(self._slow_facts)

@@ -76,7 +76,7 @@ def _short(value, percent):
 
 
 def _label(figure):
-    kind, _, key = figure.partition(":")
+    kind, _sep, key = figure.partition(":")
     return "%s %s" % (kind, key) if key else kind
 
 
@@ -86,8 +86,8 @@ def describe(figure, value, baseline):
     if baseline["by"] == "factor":
         rule = "baseline %s \u00d7 %s" % (_short(baseline["mean"], percent), _short(baseline["factor"], False))
     else:
-        rule = "baseline %s + %s\u03c3 (\u03c3 %s)" % (_short(baseline["mean"], percent), _short(baseline["sigma"], False),
-                                               _short(baseline["stddev"], percent))
+        rule = "baseline %s + %s\u03c3 (\u03c3 %s)" % (
+            _short(baseline["mean"], percent), _short(baseline["sigma"], False), _short(baseline["stddev"], percent))
     return "%s %s > %s (%s, %d-day)" % (_label(figure), _short(value, percent), rule, baseline["slot"], baseline["days"])
 
 
@@ -123,7 +123,7 @@ def apply_baselines(figures, verdict, reasons, baselines):
                                "basis": "%s, %d-day" % (baseline["slot"], baseline["days"])}
         else:
             dynamic[figure] = {"missing": baseline["missing"]}
-    return verdict, list(reasons) + [reason for _, reason in findings], dynamic
+    return verdict, list(reasons) + [reason for _figure, reason in findings], dynamic
 
 
 # ---------------------------------------------------------------- the hook for host_resources

@@ -189,7 +189,7 @@ class History(object):
     def _enforce_cap(self):
         """Over ``max_bytes``: drop the oldest tenth of the raw samples (then of the minutes) until under it."""
         for table, column, scale in (("raw", "ts", 1000), ("minute", "start", 1)):
-            for _ in range(10):
+            for _attempt in range(10):
                 if self.logical_bytes() <= self.max_bytes:
                     break
                 oldest, newest = self.db.execute("SELECT MIN(%s), MAX(%s) FROM %s" % (column, column, table)).fetchone()

@@ -90,10 +90,10 @@ options:
     description:
       - The history the fleetops.health agent role keeps on the host. Where the file exists, each figure
         (cpu, iowait, memory, swap, load, disk and inodes per mount) is also judged against its dynamic
-        baseline, the same hour of the week over the last O(baseline.weeks) weeks. A figure above
+        baseline, the same hour of the week over the last C(baseline.weeks) weeks. A figure above
         max(mean x factor, mean + sigma x stddev) adds a C(warn) reason such as
         C(cpu 71% > baseline 38% x 1.5 (Tue 14h, 7-day)); the static thresholds still decide C(crit).
-      - A slot with less history than O(baseline.min_minutes) has no baseline and says so in C(baselines).
+      - A slot with less history than C(baseline.min_minutes) has no baseline and says so in C(baselines).
       - An empty string, or a host without the file, judges with the static thresholds only.
     type: str
     default: /var/lib/fleetops/agent/history.db

@@ -18,7 +18,7 @@ import ansible_collections.fleetops.health.plugins as _plugins
 COLLECTION_ROOT = os.path.dirname(os.path.abspath(_plugins.__path__[0]))
 # The directory holding ansible_collections/, as the runtime role lays it out on a host.
 RUNTIME_PATH = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(_plugins.__path__[0]))))
-ENTRY_SCRIPT = os.path.join(COLLECTION_ROOT, "roles", "agent", "files", "fleetops-agent")
+ENTRY_SCRIPT = os.path.join(COLLECTION_ROOT, "roles", "agent", "files", "fleetops_agent.py")
 
 
 def free_port():

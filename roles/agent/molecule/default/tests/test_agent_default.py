@@ -197,7 +197,7 @@ def test_zz_absent_leaves_nothing(host):
                            os.path.join(SCENARIO_DIR, "absent.yml")],
                           capture_output=True, timeout=300, cwd=SCENARIO_DIR)
     assert proc.returncode == 0, proc.stdout.decode()[-3000:]
-    for path in ("/etc/systemd/system/fleetops-agent.service", "/usr/local/sbin/fleetops-agent",
+    for path in ("/etc/systemd/system/fleetops-agent.service", "/usr/local/lib/fleetops_agent.py",
                  "/etc/fleetops-agent", "/var/lib/fleetops/agent"):
         assert not host.file(path).exists, path
     assert host.run("getent passwd fleetops-agent").rc == 2
