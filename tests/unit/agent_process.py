@@ -33,14 +33,14 @@ def parse_metrics(text):
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
-        series, _, value = line.rpartition(" ")
+        series, _sep, value = line.rpartition(" ")
         labels = {}
         name = series
         if "{" in series:
-            name, _, rest = series.partition("{")
+            name, _sep, rest = series.partition("{")
             for pair in rest.rstrip("}").split('",'):
                 if pair:
-                    key, _, raw = pair.partition("=")
+                    key, _sep, raw = pair.partition("=")
                     labels[key] = raw.strip('"')
         values[(name, frozenset(labels.items()))] = float(value)
     return values

@@ -5,12 +5,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
-
-import pytest
 
 from ansible_collections.fleetops.health.plugins.module_utils.agent_alerts import AlertEngine
 from ansible_collections.fleetops.health.tests.unit.agent_process import AgentProcess

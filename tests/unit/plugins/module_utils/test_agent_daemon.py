@@ -41,7 +41,7 @@ def test_metrics_follow_the_contract_and_pass_promtool(tmp_path):
     with AgentProcess(tmp_path, textfile_path=str(textfile)) as agent:
         agent.wait_for(lambda: (agent.value("fleetops_agent_samples_total") or 0) >= 2)
         text = agent.metrics()
-        names = set(name for name, _ in parse_metrics(text))
+        names = set(name for name, _labels in parse_metrics(text))
         assert set(CONTRACT_NAMES) <= names, set(CONTRACT_NAMES) - names
         assert "_created" not in text
         ratio = agent.value("fleetops_disk_usage_ratio", mountpoint="/")
@@ -135,7 +135,7 @@ def test_a_cpu_burner_tightens_sampling_then_it_relaxes(tmp_path):
         if idle is None or idle > 0.4:
             pytest.skip("this machine is %s busy already; a CPU burner cannot make a jump above the step" % idle)
         stop = multiprocessing.Event()
-        burners = [multiprocessing.Process(target=_burn, args=(stop,)) for _ in range(os.cpu_count() or 1)]
+        burners = [multiprocessing.Process(target=_burn, args=(stop,)) for _core in range(os.cpu_count() or 1)]
         for burner in burners:
             burner.start()
         try:

@@ -66,7 +66,7 @@ def test_the_tuesday_14h_baseline_and_its_reason(week):
     wednesday = baseline.hour_of_week_baselines(week, TUESDAY_14H + WEEK + 13 * 3600, localtime=time.gmtime)
     assert wednesday["cpu"]["threshold"] == pytest.approx(15.0)
     # A static crit stays crit; the baseline reason is added after it.
-    verdict, reasons, _ = baseline.apply_baselines({"cpu": 99.0}, "crit", ["cpu 99% >= crit 95%"], found)
+    verdict, reasons, _dynamic = baseline.apply_baselines({"cpu": 99.0}, "crit", ["cpu 99% >= crit 95%"], found)
     assert verdict == "crit" and reasons[0] == "cpu 99% >= crit 95%" and len(reasons) == 2
 
 
