@@ -95,7 +95,7 @@ def start_agent(workdir, port):
 
 
 def start_node_exporter(workdir, port):
-    binary = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+    binary = shutil.which("prometheus-node-exporter")
     if not binary:
         raise SystemExit("prometheus-node-exporter is missing: apt-get install prometheus-node-exporter "
                          "(tests/tooling/system_deps.sh)")

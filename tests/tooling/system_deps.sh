@@ -12,6 +12,7 @@ commands=(
   promtool:prometheus prometheus:prometheus prometheus-node-exporter:prometheus-node-exporter
   /usr/lib/python3/dist-packages/psutil:python3-psutil /usr/lib/python3/dist-packages/requests:python3-requests
   /usr/lib/python3/dist-packages/prometheus_client:python3-prometheus-client
+  openssl:openssl
 )
 packages=()
 for entry in "${commands[@]}"; do packages+=("${entry#*:}"); done
