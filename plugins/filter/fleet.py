@@ -101,6 +101,14 @@ def host_fact(variables, name, result_name):
     return _plain((variables.get("ansible_facts") or {}).get(name))
 
 
+def _dynamic_thresholds(resources):
+    """``[{"figure", "threshold", "basis"}]`` for the figures judged against the agent's baselines (host_resources'
+    ``baselines``); the report shows which thresholds were dynamic."""
+    found = resources.get("baselines") or {}
+    return [{"figure": figure.replace(":", " "), "threshold": entry["threshold"], "basis": entry.get("basis")}
+            for figure, entry in sorted(found.items()) if isinstance(entry, dict) and "threshold" in entry]
+
+
 def fleet_host_row(host, resources, probes=None, logs=None, result=None, thresholds=None, task_errors=None):
     """The report row of one host: verdict, reasons and the numbers the summary and the bars show."""
     levels = merge_thresholds(thresholds)
@@ -114,7 +122,7 @@ def fleet_host_row(host, resources, probes=None, logs=None, result=None, thresho
         "reasons": verdict["reasons"],
         "top_reason": verdict["reasons"][0] if verdict["reasons"] else "",
         "score": None, "cpu_percent": None, "memory_percent": None, "worst_disk": None,
-        "load_per_core": None, "uptime": None, "uptime_text": None, "top_cpu": [],
+        "load_per_core": None, "uptime": None, "uptime_text": None, "top_cpu": [], "dynamic_thresholds": [],
         "probes": (probes or {}).get("summary"),
         "logs": None,
     }
@@ -131,6 +139,7 @@ def fleet_host_row(host, resources, probes=None, logs=None, result=None, thresho
             "uptime_text": human_duration(resources.get("uptime")),
             "top_cpu": [{"name": proc["name"], "pid": proc["pid"], "cpu_percent": proc["cpu_percent"]}
                         for proc in ((resources.get("processes") or {}).get("top_cpu") or [])[:3]],
+            "dynamic_thresholds": _dynamic_thresholds(resources),
         })
     row["bars"] = [
         {"label": "CPU", "value": row["cpu_percent"], "level": _level(row["cpu_percent"], levels["cpu"]),

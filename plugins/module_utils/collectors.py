@@ -378,6 +378,19 @@ class HostResources(object):
         up = set(name for name, stats in link_stats.items() if stats.isup)
         return network_rates(_counter(first.net_io), _counter(second.net_io), elapsed, speeds, up)
 
+    def sample_counters(self):
+        """The counters that rates need, read now. The agent keeps the last one between its samples."""
+        return _CounterSample(self.subset, self.proc_root)
+
+    def collect_since(self, previous):
+        """The agent's form of ``collect``: rates against ``previous`` (a ``sample_counters()``, or None for no
+        rates) without sleeping, and no verdict. Returns ``(facts, counters)``; pass ``counters`` next time."""
+        facts = {"window": (time.monotonic() - previous.time) if previous else 0.0, "subset": sorted(self.subset)}
+        self._read_instant_sections(facts)
+        counters = _CounterSample(self.subset, self.proc_root)
+        self._rate_sections(facts, previous, counters)
+        return facts, counters
+
     def collect(self):
         facts = {"window": self.window, "subset": sorted(self.subset)}
         first = None

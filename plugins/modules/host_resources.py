@@ -86,6 +86,23 @@ options:
       - Each weight is 0 to 100 and at least one must be above 0.
     type: dict
     default: {}
+  history_path:
+    description:
+      - The history the fleetops.health agent role keeps on the host. Where the file exists, each figure
+        (cpu, iowait, memory, swap, load, disk and inodes per mount) is also judged against its dynamic
+        baseline, the same hour of the week over the last C(baseline.weeks) weeks. A figure above
+        max(mean x factor, mean + sigma x stddev) adds a C(warn) reason such as
+        C(cpu 71% > baseline 38% x 1.5 (Tue 14h, 7-day)); the static thresholds still decide C(crit).
+      - A slot with less history than C(baseline.min_minutes) has no baseline and says so in C(baselines).
+      - An empty string, or a host without the file, judges with the static thresholds only.
+    type: str
+    default: /var/lib/fleetops/agent/history.db
+  baseline:
+    description:
+      - How baselines are made, merged over the defaults C(weeks=1) (1 to 12), C(factor=1.5) (above 1 to 100),
+        C(sigma=3) (above 0 to 100) and C(min_minutes=30) (1 to 60).
+    type: dict
+    default: {}
 """
 
 EXAMPLES = r"""
@@ -214,6 +231,15 @@ ansible_facts:
           type: list
           elements: str
           sample: ["disk /var 91.2% >= warn 85%"]
+        baselines:
+          description:
+            - Present where the agent's history exists (O(history_path)). For each judged figure the dynamic
+              threshold, the mean it came from and its basis, or C(missing) saying why there is none yet;
+              C({error}) when the history could not be read.
+          type: dict
+          returned: when the history file exists
+          sample: {"cpu": {"threshold": 57.0, "mean": 38.0, "basis": "Tue 14h, 7-day"},
+                   "memory": {"missing": "not enough history for memory: 12 min in Tue 14h over the last 7 days, needs 30"}}
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -225,6 +251,7 @@ from ansible_collections.fleetops.health.plugins.module_utils.collectors import 
     CollectorError,
     HostResources,
 )
+from ansible_collections.fleetops.health.plugins.module_utils import baseline
 from ansible_collections.fleetops.health.plugins.module_utils.mounts import DEFAULT_EXCLUDE_FSTYPES
 from ansible_collections.fleetops.health.plugins.module_utils.validation import OptionError, check_number
 
@@ -246,6 +273,8 @@ def main():
             exclude_fstypes=dict(type="list", elements="str", default=list(DEFAULT_EXCLUDE_FSTYPES)),
             thresholds=dict(type="dict", default={}),
             weights=dict(type="dict", default={}),
+            history_path=dict(type="str", default=baseline.DEFAULT_HISTORY_PATH),
+            baseline=dict(type="dict", default={}),
         ),
         supports_check_mode=True,
     )
@@ -269,9 +298,12 @@ def main():
             weights=module.params["weights"],
             systemctl_path=module.get_bin_path("systemctl"),
         )
-    except CollectorError as exc:
+        baseline_options = baseline.check_baseline_options(module.params["baseline"])
+    except (CollectorError, ValueError) as exc:
         module.fail_json(msg="host_resources: %s" % exc)
-    module.exit_json(changed=False, ansible_facts={"fleet_resources": collector.collect()})
+    facts = collector.collect()
+    baseline.judge_with_history(facts, module.params["history_path"], baseline_options)
+    module.exit_json(changed=False, ansible_facts={"fleet_resources": facts})
 
 
 if __name__ == "__main__":

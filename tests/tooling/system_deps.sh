@@ -12,6 +12,8 @@ commands=(
   promtool:prometheus prometheus:prometheus amtool:prometheus-alertmanager
   prometheus-alertmanager:prometheus-alertmanager java:openjdk-17-jre-headless
   /usr/bin/prometheus-node-exporter:prometheus-node-exporter openssl:openssl
+  /usr/lib/python3/dist-packages/psutil:python3-psutil /usr/lib/python3/dist-packages/requests:python3-requests
+  /usr/lib/python3/dist-packages/prometheus_client:python3-prometheus-client
 )
 packages=()
 for entry in "${commands[@]}"; do packages+=("${entry#*:}"); done
