@@ -69,6 +69,7 @@ VARIANT = "minbase"
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "python3", "python3-apt", "openssh-server", "iproute2",
     "procps", "sudo", "ca-certificates", "curl", "python3-psutil", "python3-aiohttp", "nginx-light",
+    "python3-uvloop", "python3-regex",
 )
 # Runs inside the debootstrapped root. Timers that wake every container at random are masked; ssh
 # host keys and the machine-id are left for each host to create at boot, so no two hosts share them.
