@@ -339,7 +339,13 @@ def test_the_schedule_timer_runs_the_real_remediate_playbook_and_a_stopped_servi
                 break
             time.sleep(1)
         assert last.get("result") == "verified", record
-        journal = host_output(lab, host, "journalctl", "-o", "cat", "-u", "fleetops-e2e-real.service", "--no-pager")
+        # The record is written before the run's last tasks (notify, the summary play): wait for its recap.
+        deadline = time.monotonic() + 60
+        while True:
+            journal = host_output(lab, host, "journalctl", "-o", "cat", "-u", "fleetops-e2e-real.service", "--no-pager")
+            if "PLAY RECAP" in journal or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         assert "PLAY RECAP" in journal and "failed=0" in journal
     finally:
         removed = run_playbook("playbooks/schedule.yml", limit=[host], extravars=dict(schedule, schedule_state="absent"))
