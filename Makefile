@@ -19,7 +19,7 @@ COLLECTION_SOURCES := $(shell git ls-files -co --exclude-standard -- galaxy.yml 
 
 ## The main job: a fleet sweep, against localhost unless INVENTORY is given.
 sweep: setup
-	$(BIN)/ansible-playbook $(if $(INVENTORY),-i $(INVENTORY)) fleetops.health.sweep -e fleet_report_dir=$(REPORT_DIR)
+	$(BIN)/ansible-playbook $(if $(INVENTORY),-i $(INVENTORY)) fleetops.health.sweep -e sweep_report_dir=$(REPORT_DIR)
 
 ## Every test layer, each with a pass/fail line, then a summary. Fails if any layer fails.
 test: test-setup

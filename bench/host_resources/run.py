@@ -126,7 +126,7 @@ def fleet(sizes, workdir):
             for index in range(size):
                 handle.write("    host-%03d: {}\n" % index)
         playbook_bin = os.path.join(BIN, "ansible-playbook")
-        sweep = [playbook_bin, "-i", inventory, "fleetops.health.sweep", "-e", "fleet_report_dir=%s/report" % workdir]
+        sweep = [playbook_bin, "-i", inventory, "fleetops.health.sweep", "-e", "sweep_report_dir=%s/report" % workdir]
         anchor = [playbook_bin, "-i", inventory, playbook]
         # The measure alone (--tags fleet_measure) shows the module's share without the fixed report cost.
         # The anchor first, so that it, not the sweep, pays for the cold caches of the size's first run.

@@ -128,7 +128,7 @@ def measure(inventory, size, env, workdir):
                    check=False)
     setup = play([playbook_bin, "-i", inventory, anchor] + limit, env, workdir)
     sweep = play([playbook_bin, "-i", inventory, "fleetops.health.sweep", "-e",
-                  "fleet_report_dir=%s/report-%d" % (workdir, size)] + limit, env, workdir)
+                  "sweep_report_dir=%s/report-%d" % (workdir, size)] + limit, env, workdir)
     return {"setup_ms": setup[0] * 1000.0 / size, "sweep_ms": sweep[0] * 1000.0 / size,
             "setup_rss": setup[1], "sweep_rss": sweep[1], "setup_pss": setup[2], "sweep_pss": sweep[2],
             "setup_procs": setup[3], "sweep_procs": sweep[3]}

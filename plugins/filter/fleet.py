@@ -203,7 +203,7 @@ def fleet_report(hostvars, hosts, thresholds=None, generated_at="", log_samples=
 
     ``hostvars`` is Ansible's hostvars (or any mapping of host to its variables). Each host's facts
     ``fleet_resources``, ``fleet_probes`` and ``fleet_logs`` are read from its registered results
-    ``fleet_resources_result``, ``fleet_probe_result`` and ``fleet_logs_result``, else from its
+    ``sweep_resources_result``, ``sweep_probe_result`` and ``sweep_logs_result``, else from its
     ``ansible_facts``: never from injected top-level variables, which INJECT_FACTS_AS_VARS=false removes.
     A host without fleet_resources and without an error is crit "no data". The report's text is masked
     (``mask_data``): it is written to files that outlive the run. ``log_samples=False`` keeps matched log
@@ -212,18 +212,18 @@ def fleet_report(hostvars, hosts, thresholds=None, generated_at="", log_samples=
     rows = []
     for host in hosts:
         variables = hostvars[host]
-        resources = host_fact(variables, "fleet_resources", "fleet_resources_result")
-        probes = host_fact(variables, "fleet_probes", "fleet_probe_result")
-        logs = host_fact(variables, "fleet_logs", "fleet_logs_result")
+        resources = host_fact(variables, "fleet_resources", "sweep_resources_result")
+        probes = host_fact(variables, "fleet_probes", "sweep_probe_result")
+        logs = host_fact(variables, "fleet_logs", "sweep_logs_result")
         if not log_samples:
             logs = without_log_samples(logs)
         # The host's own levels, as host_resources used them, colour its bars.
-        host_thresholds = _plain(variables.get("fleet_thresholds")) or thresholds
+        host_thresholds = _plain(variables.get("sweep_thresholds")) or thresholds
         # The registered results are only asked how their task ended: no second deep copy of the facts they
         # carry out of hostvars' lazy containers (host_fact copied them once).
-        task_errors = [_task_failure("probe", variables.get("fleet_probe_result")),
-                       _task_failure("log_scan", variables.get("fleet_logs_result"))]
-        row = fleet_host_row(host, resources, probes, logs, variables.get("fleet_resources_result"), host_thresholds,
+        task_errors = [_task_failure("probe", variables.get("sweep_probe_result")),
+                       _task_failure("log_scan", variables.get("sweep_logs_result"))]
+        row = fleet_host_row(host, resources, probes, logs, variables.get("sweep_resources_result"), host_thresholds,
                              [task_error for task_error in task_errors if task_error])
         row["facts"] = {"resources": resources, "probes": probes, "logs": logs}
         rows.append(row)
@@ -280,7 +280,7 @@ def fleet_failing_hosts(report, level):
     if level == "never":
         return []
     if level not in ("warn", "crit"):
-        raise ValueError("fleet_fail_on must be never, warn or crit, got %r" % (level,))
+        raise ValueError("sweep_fail_on must be never, warn or crit, got %r" % (level,))
     return [row["host"] for row in report["hosts"] if VERDICT_RANK[row["verdict"]] >= VERDICT_RANK[level]]
 
 

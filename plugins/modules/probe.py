@@ -192,7 +192,7 @@ EXAMPLES = r"""
 
 - name: Probe from the control node, with thresholds kept on it
   fleetops.health.probe:
-    targets: "{{ fleet_probe_targets }}"
+    targets: "{{ sweep_probe_targets }}"
     state_file: /var/lib/fleetops/probe_state.json
     unhealthy_threshold: 3
     healthy_threshold: 2

@@ -185,10 +185,10 @@ def test_a_tmpfs_the_sweep_does_not_measure_is_refused_before_writing(lab, run_p
 
 def test_a_disk_filled_to_the_threshold_is_reported_by_host_resources_and_emptied(lab, run_playbook):
     host = lab.hosts[2]
-    # tmpfs counts for the drill only as it would for the sweep: with fleet_exclude_fstypes set to include it.
+    # tmpfs counts for the drill only as it would for the sweep: with sweep_exclude_fstypes set to include it.
     result = run_playbook(CHAOS, extravars={"chaos_hosts": host, "chaos_faults": ["disk_fill"],
                                             "chaos_disk_path": "/dev/shm", "chaos_disk_threshold": 90,
-                                            "chaos_settle": 0, "fleet_exclude_fstypes": []})
+                                            "chaos_settle": 0, "sweep_exclude_fstypes": []})
     assert result.ok, result.failure_summary()
     seen = result.task_results("fleetops.health.chaos : Wait until host_resources reports the disk at the threshold")[host]
     facts = seen["ansible_facts"]["fleet_resources"]
@@ -206,7 +206,7 @@ def test_a_disk_fill_larger_than_allowed_is_refused_before_writing(lab, run_play
     host = lab.hosts[2]
     result = run_playbook(CHAOS, extravars={"chaos_hosts": host, "chaos_faults": ["disk_fill"],
                                             "chaos_disk_path": "/dev/shm", "chaos_disk_max_fill": 1048576 * 8,
-                                            "chaos_settle": 0, "fleet_exclude_fstypes": []})
+                                            "chaos_settle": 0, "sweep_exclude_fstypes": []})
     assert not result.ok
     assert "more than chaos_disk_max_fill=8388608" in result.failure_summary()
     assert sh(lab, host, "ls -A /dev/shm") == ""

@@ -179,7 +179,7 @@ def inject_facts(request, monkeypatch):
 def test_sweep_reports_every_lab_host(lab, run_playbook, tmp_path, broken_unit, inject_facts):
     report_dir = tmp_path / "report"
 
-    result = run_playbook("fleetops.health.sweep", extravars={"fleet_report_dir": str(report_dir)})
+    result = run_playbook("fleetops.health.sweep", extravars={"sweep_report_dir": str(report_dir)})
 
     assert result.ok, result.failure_summary()
     report = json.loads((report_dir / "fleet-report.json").read_text())
@@ -216,7 +216,7 @@ def test_sweep_verdicts_take_the_probes_and_log_rules_of_an_earlier_play(lab, ru
     ]))
 
     try:
-        result = run_playbook(playbook, extravars={"fleet_report_dir": str(report_dir)})
+        result = run_playbook(playbook, extravars={"sweep_report_dir": str(report_dir)})
     finally:
         lab.exec(logger, "rm", "-rf", log_dir, "/var/lib/fleetops/e2e-sweep-logs")
 

@@ -34,25 +34,25 @@ all:
   vars:
     ansible_connection: local
     ansible_python_interpreter: %(python)s
-    fleet_window: 0
-    fleet_subset: [memory]
+    sweep_window: 0
+    sweep_subset: [memory]
   children:
     web:
       vars:
         # Group variables that play vars used to shadow: the report's mode and the gate.
-        fleet_report_mode: "0640"
-        fleet_fail_on: crit
-        fleet_thresholds: {memory: {warn: 0.001, crit: 0.002}}
+        sweep_report_mode: "0640"
+        sweep_fail_on: crit
+        sweep_thresholds: {memory: {warn: 0.001, crit: 0.002}}
       hosts:
         web-01: {}
 """
 
 
 def test_sweep_takes_its_report_mode_and_gate_from_a_group_variable(tmp_path):
-    proc = play(tmp_path, "fleetops.health.sweep", SWEEP_INVENTORY, "-e", "fleet_report_dir=%s" % (tmp_path / "report"))
+    proc = play(tmp_path, "fleetops.health.sweep", SWEEP_INVENTORY, "-e", "sweep_report_dir=%s" % (tmp_path / "report"))
     # every host uses some memory: the group's thresholds make web-01 crit, and the group's gate fails the play
     assert proc.returncode != 0, proc.stdout
-    assert "fleet_fail_on=crit: 1 host(s) at crit or worse: web-01" in proc.stdout
+    assert "sweep_fail_on=crit: 1 host(s) at crit or worse: web-01" in proc.stdout
     report = tmp_path / "report" / "fleet-report.json"
     assert stat.S_IMODE(os.stat(str(report)).st_mode) == 0o640
     assert json.loads(report.read_text())["hosts"][0]["verdict"] == "crit"
@@ -63,13 +63,13 @@ all:
   vars:
     ansible_connection: local
     ansible_python_interpreter: %(python)s
-    fleet_window: 0
-    fleet_subset: [memory]
-    fleet_im_platform: webhook
-    fleet_im_url: "%(url)s"
-    fleet_im_spool_dir: "%(spool)s"
-    fleet_im_retries: 0
-    fleet_im_timeout: 2
+    sweep_window: 0
+    sweep_subset: [memory]
+    sweep_im_platform: webhook
+    sweep_im_url: "%(url)s"
+    sweep_im_spool_dir: "%(spool)s"
+    sweep_im_retries: 0
+    sweep_im_timeout: 2
   hosts:
     node-01: {}
 """
@@ -83,7 +83,7 @@ def test_the_sweep_resends_a_spooled_message_exactly_once_when_the_receiver_is_b
                                        "retries": 0, "timeout": 2, "spool_dir": str(spool)})
     assert (spooled.result.get("delivered"), spooled.result.get("spooled")) == (False, True), spooled.output
     inventory = SPOOL_INVENTORY.replace("%(url)s", receiver.url).replace("%(spool)s", str(spool))
-    sweep_args = ("fleetops.health.sweep", inventory, "-e", "fleet_report_dir=%s" % (tmp_path / "report"))
+    sweep_args = ("fleetops.health.sweep", inventory, "-e", "sweep_report_dir=%s" % (tmp_path / "report"))
     try:
         down = play(tmp_path, *sweep_args)
         assert down.returncode == 0, down.stdout

@@ -23,11 +23,11 @@ all:
   vars:
     ansible_connection: local
     ansible_python_interpreter: %(python)s
-    fleet_window: 0.1
+    sweep_window: 0.1
     # No cpu (a busy test machine reaches 100%%) and the highest levels allowed, so the verdicts do not
     # depend on how busy the test machine is.
-    fleet_subset: [load, memory, swap, disk, io, network, processes, cgroup, units]
-    fleet_thresholds: &calm
+    sweep_subset: [load, memory, swap, disk, io, network, processes, cgroup, units]
+    sweep_thresholds: &calm
       cpu: {warn: 99.9, crit: 100}
       memory: {warn: 99.9, crit: 100}
       disk: {warn: 99.9, crit: 100}
@@ -40,7 +40,7 @@ all:
     web-02: {}
     db-01:
       # every host uses some memory: these levels make db-01 crit for sure
-      fleet_thresholds:
+      sweep_thresholds:
         <<: *calm
         memory: {warn: 0.001, crit: 0.002}
     cache-01:
@@ -63,7 +63,7 @@ def sweep(tmp_path, *extra, report="report", inventory_text=INVENTORY):
     inventory.write_text(inventory_text % {"python": sys.executable})
     report_dir = tmp_path / report
     proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "fleetops.health.sweep",
-                           "-e", "fleet_report_dir=%s" % report_dir] + list(extra),
+                           "-e", "sweep_report_dir=%s" % report_dir] + list(extra),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, env=ansible_env(),
                           timeout=120, cwd=str(tmp_path), check=False)
     return proc, report_dir
@@ -140,20 +140,20 @@ def test_sweep_reports_every_host_and_does_not_fail_by_default(tmp_path, inject_
 
 
 def test_fleet_fail_on_crit_fails_the_play_naming_hosts(tmp_path, inject_facts):
-    proc, report_dir = sweep(tmp_path, "-e", "fleet_fail_on=crit", "--limit", "web-01,db-01")
+    proc, report_dir = sweep(tmp_path, "-e", "sweep_fail_on=crit", "--limit", "web-01,db-01")
     assert proc.returncode != 0
-    assert "fleet_fail_on=crit: 1 host(s) at crit or worse: db-01" in proc.stdout
+    assert "sweep_fail_on=crit: 1 host(s) at crit or worse: db-01" in proc.stdout
     # the reports are written before the play fails
     assert json.loads((report_dir / "fleet-report.json").read_text())["total"] == 2
 
 
 def test_fleet_fail_on_warn_passes_a_healthy_fleet_and_bad_value_stops_early(tmp_path, inject_facts):
-    proc = sweep(tmp_path, "-e", "fleet_fail_on=warn", "--limit", "web-01,web-02")[0]
+    proc = sweep(tmp_path, "-e", "sweep_fail_on=warn", "--limit", "web-01,web-02")[0]
     assert proc.returncode == 0, proc.stdout
-    proc, report_dir = sweep(tmp_path, "-e", "fleet_fail_on=critical", "--limit", "web-01", report="never-written")
+    proc, report_dir = sweep(tmp_path, "-e", "sweep_fail_on=critical", "--limit", "web-01", report="never-written")
     assert proc.returncode != 0
     # The role's argument spec refuses it before any host is measured.
-    assert "value of fleet_fail_on must be one of: never, warn, crit, got: critical" in proc.stdout
+    assert "value of sweep_fail_on must be one of: never, warn, crit, got: critical" in proc.stdout
     assert not report_dir.exists()
 
 
@@ -180,24 +180,24 @@ all:
   vars:
     ansible_connection: local
     ansible_python_interpreter: %(python)s
-    fleet_subset: [memory]
-    fleet_window: 0
+    sweep_subset: [memory]
+    sweep_window: 0
   hosts:
     quiet-01: {}
     misconfigured-01:
-      fleet_probe_targets:
+      sweep_probe_targets:
         - {name: api, url: "ftp://127.0.0.1/"}
     web-01:
-      fleet_probe_targets:
+      sweep_probe_targets:
         - {name: api, tcp: "127.0.0.1:%(closed_port)s"}
-      fleet_probe_state_file: %(tmp)s/probe/sweep.json
-      fleet_probe_unhealthy_threshold: 1
-      fleet_log_paths: ["%(tmp)s/app.log"]
-      fleet_log_rules:
+      sweep_probe_state_file: %(tmp)s/probe/sweep.json
+      sweep_probe_unhealthy_threshold: 1
+      sweep_log_paths: ["%(tmp)s/app.log"]
+      sweep_log_rules:
         - {name: oom, keywords: ["Out of memory"], severity: critical}
         - {name: slow, pattern: "took [0-9]{4,} ms", severity: warning}
-      fleet_log_state_dir: %(tmp)s/offsets
-      fleet_log_start_at: beginning
+      sweep_log_state_dir: %(tmp)s/offsets
+      sweep_log_start_at: beginning
 """
 
 
@@ -231,16 +231,16 @@ all:
   vars:
     ansible_connection: local
     ansible_python_interpreter: %(python)s
-    fleet_subset: [memory]
-    fleet_window: 0
+    sweep_subset: [memory]
+    sweep_window: 0
   hosts:
     auth-01:
-      fleet_log_paths: ["%(tmp)s/secure.log"]
-      fleet_log_rules:
+      sweep_log_paths: ["%(tmp)s/secure.log"]
+      sweep_log_rules:
         - {name: login, keywords: ["login FAILED"], severity: critical}
-      fleet_log_state_dir: %(tmp)s/offsets-%(run)s
-      fleet_log_start_at: beginning
-      fleet_probe_targets:
+      sweep_log_state_dir: %(tmp)s/offsets-%(run)s
+      sweep_log_start_at: beginning
+      sweep_probe_targets:
         - {name: api, url: "http://admin:S3cretPW@127.0.0.1:%(closed_port)s/health?token=sekritpw"}
 """
 
@@ -271,8 +271,8 @@ def test_reports_are_private_by_default_and_mask_credentials(tmp_path, inject_fa
 
 
 def test_report_mode_is_a_variable_and_log_samples_can_be_left_out(tmp_path, inject_facts):
-    proc, report_dir = _secrets_sweep(tmp_path, "shared", "-e", "fleet_report_mode=0640",
-                                      "-e", "fleet_report_dir_mode=0750", "-e", '{"fleet_report_log_samples": false}')
+    proc, report_dir = _secrets_sweep(tmp_path, "shared", "-e", "sweep_report_mode=0640",
+                                      "-e", "sweep_report_dir_mode=0750", "-e", '{"sweep_report_log_samples": false}')
     assert proc.returncode == 0, proc.stdout
     assert oct(os.stat(str(report_dir)).st_mode & 0o777) == "0o750"
     assert oct(os.stat(str(report_dir / "fleet-report.json")).st_mode & 0o777) == "0o640"
@@ -282,7 +282,7 @@ def test_report_mode_is_a_variable_and_log_samples_can_be_left_out(tmp_path, inj
 
 
 def test_report_mode_must_be_a_quoted_octal_string(tmp_path, inject_facts):
-    proc, report_dir = _secrets_sweep(tmp_path, "badmode", "-e", '{"fleet_report_mode": 644}')
+    proc, report_dir = _secrets_sweep(tmp_path, "badmode", "-e", '{"sweep_report_mode": 644}')
     assert proc.returncode != 0
-    assert "fleet_report_mode and fleet_report_dir_mode must be quoted octal modes" in proc.stdout
+    assert "sweep_report_mode and sweep_report_dir_mode must be quoted octal modes" in proc.stdout
     assert not report_dir.exists()

@@ -83,10 +83,10 @@ all:
   vars:
     ansible_connection: local
     ansible_python_interpreter: %(python)s
-    fleet_window: 0
-    fleet_subset: [memory, disk]
-    fleet_history_path: %(history)s
-    fleet_thresholds:
+    sweep_window: 0
+    sweep_subset: [memory, disk]
+    sweep_history_path: %(history)s
+    sweep_thresholds:
       memory: {warn: 99.8, crit: 99.9}
       disk: {warn: 99.8, crit: 99.9}
   hosts:
@@ -101,7 +101,7 @@ def test_the_sweep_report_shows_the_baseline_reason_and_the_dynamic_threshold(tm
     inventory.write_text(INVENTORY % {"python": sys.executable, "history": path})
     report_dir = tmp_path / "report"
     proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), "fleetops.health.sweep",
-                           "-e", "fleet_report_dir=%s" % report_dir], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           "-e", "sweep_report_dir=%s" % report_dir], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, env=ansible_env(), timeout=180, cwd=str(tmp_path), check=False)
     assert proc.returncode == 0, proc.stdout[-3000:]
     with open(str(report_dir / "fleet-report.json")) as handle:

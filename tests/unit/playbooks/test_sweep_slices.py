@@ -31,8 +31,8 @@ def test_three_slice_reports_merge_into_the_unsliced_report(tmp_path):
     (tmp_path / "inventory.yml").write_text(INVENTORY % {"python": sys.executable})
     sliced = tmp_path / "sliced"
     for name, hosts in SLICES.items():
-        proc = playbook(tmp_path, "fleetops.health.sweep", "--limit", hosts, "-e", "fleet_report_dir=%s" % sliced,
-                        "-e", "fleet_report_slice=%s" % name)
+        proc = playbook(tmp_path, "fleetops.health.sweep", "--limit", hosts, "-e", "sweep_report_dir=%s" % sliced,
+                        "-e", "sweep_report_slice=%s" % name)
         assert proc.returncode == 0, proc.stdout
         assert "fleet report: %s/slice-%s/fleet-report.html" % (sliced, name) in proc.stdout
         report = json.loads((sliced / ("slice-" + name) / "fleet-report.json").read_text())
@@ -40,8 +40,8 @@ def test_three_slice_reports_merge_into_the_unsliced_report(tmp_path):
     html_of_slice = (sliced / "slice-s1" / "fleet-report.html").read_text()
     assert "in slice s1" in html_of_slice
 
-    merge = playbook(tmp_path, "fleetops.health.report_merge", "-e", "fleet_report_dir=%s" % sliced,
-                     "-e", "fleet_fail_on=crit")
+    merge = playbook(tmp_path, "fleetops.health.report_merge", "-e", "sweep_report_dir=%s" % sliced,
+                     "-e", "sweep_fail_on=crit")
     # The gate sees the whole fleet: db-01 and cache-01 are crit, in two different slices.
     assert merge.returncode == 2, merge.stdout
     assert "2 host(s) at crit or worse: cache-01, db-01" in merge.stdout or \
@@ -54,7 +54,7 @@ def test_three_slice_reports_merge_into_the_unsliced_report(tmp_path):
     assert "in 3 slices (s1, s2, s3)" in merged_html and merged_html.count('class="host') >= 4
 
     whole = tmp_path / "whole"
-    proc = playbook(tmp_path, "fleetops.health.sweep", "-e", "fleet_report_dir=%s" % whole)
+    proc = playbook(tmp_path, "fleetops.health.sweep", "-e", "sweep_report_dir=%s" % whole)
     assert proc.returncode == 0, proc.stdout
     # The sweep's fixed cost per host: the argument-spec check, the measure and one skipped include, whatever
     # the inventory does not ask for (every task a host runs or skips is a worker fork on the control node).
@@ -67,15 +67,15 @@ def test_three_slice_reports_merge_into_the_unsliced_report(tmp_path):
 
 def test_a_slice_name_that_is_not_a_plain_name_stops_the_sweep(tmp_path):
     (tmp_path / "inventory.yml").write_text(INVENTORY % {"python": sys.executable})
-    proc = playbook(tmp_path, "fleetops.health.sweep", "--limit", "web-01", "-e", "fleet_report_dir=%s" % (tmp_path / "r"),
-                    "-e", "fleet_report_slice=../escape")
+    proc = playbook(tmp_path, "fleetops.health.sweep", "--limit", "web-01", "-e", "sweep_report_dir=%s" % (tmp_path / "r"),
+                    "-e", "sweep_report_slice=../escape")
     assert proc.returncode != 0
-    assert "fleet_report_slice empty or a name of letters" in proc.stdout
+    assert "sweep_report_slice empty or a name of letters" in proc.stdout
     assert not (tmp_path / "escape").exists() and not (tmp_path / "r").exists()
 
 
 def test_merge_without_slice_reports_says_what_to_run(tmp_path):
     (tmp_path / "inventory.yml").write_text(INVENTORY % {"python": sys.executable})
-    proc = playbook(tmp_path, "fleetops.health.report_merge", "-e", "fleet_report_dir=%s" % (tmp_path / "empty"))
+    proc = playbook(tmp_path, "fleetops.health.report_merge", "-e", "sweep_report_dir=%s" % (tmp_path / "empty"))
     assert proc.returncode != 0
-    assert "no slice report under" in proc.stdout and "fleet_report_slice" in proc.stdout
+    assert "no slice report under" in proc.stdout and "sweep_report_slice" in proc.stdout

@@ -104,10 +104,10 @@ def registered(**facts):
 
 # As the sweep leaves them with INJECT_FACTS_AS_VARS off: registered results and ansible_facts, no top-level facts.
 HOSTVARS = {
-    "web1": {"fleet_resources_result": registered(fleet_resources=OK_HOST)},
-    "web2": {"fleet_resources_result": registered(fleet_resources=dict(OK_HOST, score=30))},
-    "db1": {"fleet_resources_result": registered(fleet_resources=CRIT_DISK), "fleet_thresholds": {"disk": {"warn": 98, "crit": 99}}},
-    "gone": {"fleet_resources_result": {"unreachable": True, "msg": "timed out"}},
+    "web1": {"sweep_resources_result": registered(fleet_resources=OK_HOST)},
+    "web2": {"sweep_resources_result": registered(fleet_resources=dict(OK_HOST, score=30))},
+    "db1": {"sweep_resources_result": registered(fleet_resources=CRIT_DISK), "sweep_thresholds": {"disk": {"warn": 98, "crit": 99}}},
+    "gone": {"sweep_resources_result": {"unreachable": True, "msg": "timed out"}},
     # facts set by other tasks than the sweep's registered ones
     "api1": {"ansible_facts": {"fleet_resources": OK_HOST, "fleet_logs": {"rules": {"slow": {"count": 1, "severity": "warning"}}}}},
 }
@@ -157,7 +157,7 @@ def test_failing_hosts(level, hosts):
 
 
 def test_failing_hosts_rejects_unknown_level():
-    with pytest.raises(ValueError, match="fleet_fail_on must be never, warn or crit"):
+    with pytest.raises(ValueError, match="sweep_fail_on must be never, warn or crit"):
         fleet.fleet_failing_hosts({"hosts": []}, "critical")
 
 
@@ -180,18 +180,18 @@ def test_filters_are_registered():
 @pytest.mark.parametrize("variables, verdict, reason", [
     # injected top-level facts alone are not read: INJECT_FACTS_AS_VARS=false has none, and the host has no data
     ({"fleet_resources": OK_HOST}, "crit", "no data: no result from host_resources (host skipped or not reached)"),
-    ({"fleet_resources_result": {"changed": False, "failed": False}}, "crit",
+    ({"sweep_resources_result": {"changed": False, "failed": False}}, "crit",
      "no data: host_resources returned no fleet_resources"),
-    ({"fleet_resources_result": registered(fleet_resources=OK_HOST)}, "ok", ""),
+    ({"sweep_resources_result": registered(fleet_resources=OK_HOST)}, "ok", ""),
     ({"ansible_facts": {"fleet_resources": OK_HOST}}, "ok", ""),
     # a failed call this run is not covered by a fact cached from an earlier run
-    ({"fleet_resources_result": {"failed": True, "msg": "boom"}, "ansible_facts": {"fleet_resources": OK_HOST}},
+    ({"sweep_resources_result": {"failed": True, "msg": "boom"}, "ansible_facts": {"fleet_resources": OK_HOST}},
      "crit", "host_resources failed: boom"),
     # a skipped probe call falls back to ansible_facts; a registered one wins over them
-    ({"fleet_resources_result": registered(fleet_resources=OK_HOST), "fleet_probe_result": {"skipped": True},
+    ({"sweep_resources_result": registered(fleet_resources=OK_HOST), "sweep_probe_result": {"skipped": True},
       "ansible_facts": {"fleet_probes": PROBES_ONE_DOWN}}, "crit", "probe web down (timeout)"),
-    ({"fleet_resources_result": registered(fleet_resources=OK_HOST),
-      "fleet_probe_result": registered(fleet_probes={"results": []}), "ansible_facts": {"fleet_probes": PROBES_ONE_DOWN}},
+    ({"sweep_resources_result": registered(fleet_resources=OK_HOST),
+      "sweep_probe_result": registered(fleet_probes={"results": []}), "ansible_facts": {"fleet_probes": PROBES_ONE_DOWN}},
      "ok", ""),
 ])
 def test_report_reads_registered_results_or_ansible_facts_never_injected_vars(variables, verdict, reason):

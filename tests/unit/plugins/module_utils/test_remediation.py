@@ -248,8 +248,8 @@ def test_the_report_the_callback_and_remediate_give_one_verdict(probe_state, ver
 
     resources = {"verdict": "ok", "reasons": []}
     fleet_probes = probes(nginx=probe_state)
-    report = fleet_report({"web1": {"fleet_resources_result": {"ansible_facts": {"fleet_resources": resources}},
-                                    "fleet_probe_result": {"ansible_facts": {"fleet_probes": fleet_probes}}}}, ["web1"])
+    report = fleet_report({"web1": {"sweep_resources_result": {"ansible_facts": {"fleet_resources": resources}},
+                                    "sweep_probe_result": {"ansible_facts": {"fleet_probes": fleet_probes}}}}, ["web1"])
     observation = observe(observe(new_observation(), {"fleet_resources": resources}), {"fleet_probes": fleet_probes})
     detected = remediation.detect(watch(NGINX), show(("loaded", "active", "success")), fleet_probes, resources=resources)
     assert report["hosts"][0]["verdict"] == verdict_of(observation) == detected["verdict"]["verdict"] == verdict
