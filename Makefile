@@ -23,7 +23,7 @@ sweep: setup
 
 ## Every test layer, each with a pass/fail line, then a summary. Fails if any layer fails.
 test: test-setup
-	@tests/tooling/run_layers.sh unit sanity newest lint molecule e2e
+	@tests/tooling/run_layers.sh unit sanity newest lint docs molecule e2e
 
 setup: $(VENV)/.controller-stamp install
 

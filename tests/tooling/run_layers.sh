@@ -47,6 +47,22 @@ layer_lint() {
   ansible-lint --offline
 }
 
+# The HTML reference (make docs) builds from the plugins' and roles' own docs, with a page for each of them.
+layer_docs() {
+  make --no-print-directory docs || return 1
+  local html="$root/.cache/docsite/html" missing=0 path name
+  for path in plugins/modules/*.py plugins/callback/*.py plugins/filter/*.yml roles/*/meta/argument_specs.yml; do
+    case "$path" in
+      plugins/modules/*) name="$(basename "$path" .py)_module" ;;
+      plugins/callback/*) name="$(basename "$path" .py)_callback" ;;
+      plugins/filter/*) name="$(basename "$path" .yml)_filter" ;;
+      roles/*) name="$(basename "$(dirname "$(dirname "$path")")")_role" ;;
+    esac
+    [ -s "$html/$name.html" ] || { echo "docs: no page $name.html for $path"; missing=1; }
+  done
+  return "$missing"
+}
+
 layer_molecule() {
   local found=0 rc=0 scenario dir
   for scenario in roles/*/molecule/*/molecule.yml tests/lab/molecule/*/molecule.yml; do
@@ -73,9 +89,10 @@ run_layer() {
     sanity) layer_sanity ;;
     lint) layer_lint ;;
     newest) layer_newest ;;
+    docs) layer_docs ;;
     molecule) layer_molecule ;;
     e2e) layer_e2e ;;
-    *) echo "unknown layer $1 (known: unit sanity newest lint molecule e2e)"; return 2 ;;
+    *) echo "unknown layer $1 (known: unit sanity newest lint docs molecule e2e)"; return 2 ;;
   esac
 }
 
