@@ -78,7 +78,7 @@ def test_units_carry_the_schedule_the_hardening_and_the_right_user(tmp_path):
     assert "User" not in web, "a check that restarts its service runs as root"
     assert web["ReadWritePaths"] == ['"/var/lib/fleetops/probes/web" "/var/lib/prometheus/node-exporter" '
                                      '"/var/lib/fleetops/remediate"']
-    assert web["TimeoutStartSec"] == ["63"]  # 3 s probe + 30 s room + 30 s verify_timeout
+    assert web["TimeoutStartSec"] == ["93"]  # 3 s probe + 60 s room + 30 s verify_timeout
     assert db["User"] == ["fleetops-probe"] and db["ReadWritePaths"] == [
         '"/var/lib/fleetops/probes/db" "/var/lib/prometheus/node-exporter"']
     assert log["SupplementaryGroups"] == ["adm"] and "SupplementaryGroups" not in db

