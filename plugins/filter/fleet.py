@@ -95,10 +95,10 @@ def host_fact(variables, name, result_name):
     result = variables.get(result_name)
     if isinstance(result, dict) or hasattr(result, "items"):
         if result.get("ansible_facts"):
-            return _plain((result.get("ansible_facts") or {}).get(name))
+            return plain_data((result.get("ansible_facts") or {}).get(name))
         if not result.get("skipped"):
             return None
-    return _plain((variables.get("ansible_facts") or {}).get(name))
+    return plain_data((variables.get("ansible_facts") or {}).get(name))
 
 
 def _dynamic_thresholds(resources):
@@ -153,12 +153,13 @@ def fleet_host_row(host, resources, probes=None, logs=None, result=None, thresho
     return row
 
 
-def _plain(value):
-    """Copy lazy/templated containers from hostvars into plain dicts and lists for JSON."""
+def plain_data(value):
+    """Copy Ansible's lazy, templated containers (hostvars, registered results) into plain dicts and lists,
+    for JSON and for the module_utils code the filters call."""
     if isinstance(value, dict) or hasattr(value, "items"):
-        return dict((str(key), _plain(item)) for key, item in value.items())
+        return dict((str(key), plain_data(item)) for key, item in value.items())
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [plain_data(item) for item in value]
     return value
 
 
@@ -218,7 +219,7 @@ def fleet_report(hostvars, hosts, thresholds=None, generated_at="", log_samples=
         if not log_samples:
             logs = without_log_samples(logs)
         # The host's own levels, as host_resources used them, colour its bars.
-        host_thresholds = _plain(variables.get("sweep_thresholds")) or thresholds
+        host_thresholds = plain_data(variables.get("sweep_thresholds")) or thresholds
         # The registered results are only asked how their task ended: no second deep copy of the facts they
         # carry out of hostvars' lazy containers (host_fact copied them once).
         task_errors = [_task_failure("probe", variables.get("sweep_probe_result")),

@@ -7,21 +7,13 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.fleetops.health.plugins.filter.fleet import plain_data
 from ansible_collections.fleetops.health.plugins.module_utils import remediation
-
-
-def _plain(value):
-    """Copy Ansible's lazy containers into plain dicts and lists."""
-    if isinstance(value, dict) or hasattr(value, "items"):
-        return dict((str(key), _plain(item)) for key, item in value.items())
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
 
 
 def _call(function, *args):
     try:
-        return function(*[_plain(arg) for arg in args])
+        return function(*[plain_data(arg) for arg in args])
     except ValueError as exc:
         raise AnsibleFilterError(str(exc))
 

@@ -24,10 +24,10 @@ from ansible_collections.fleetops.health.plugins.module_utils.agent_metrics impo
     AgentMetrics,
     MetricsServer,
     Snapshot,
-    write_textfile,
 )
 from ansible_collections.fleetops.health.plugins.module_utils.agent_sampler import AdaptiveInterval, Sampler, figures_of
 from ansible_collections.fleetops.health.plugins.module_utils.history import History, HistoryError, history_bytes
+from ansible_collections.fleetops.health.plugins.module_utils.textfile import write_textfile
 
 LOG = logging.getLogger("fleetops-agent")
 HEARTBEAT_FILE = "heartbeat"

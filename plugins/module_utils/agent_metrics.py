@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import os
 import ssl
-import tempfile
 import threading
 import traceback
 
@@ -158,25 +157,6 @@ class AgentMetrics(object):
 
     def render(self):
         return generate_latest(self.registry)
-
-
-def write_textfile(path, payload):
-    """Atomically replace ``path`` (node_exporter must never read half a file): temp file, fsync, rename."""
-    directory = os.path.dirname(path) or "."
-    fd, temp = tempfile.mkstemp(prefix=".fleetops_agent.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o644)
-        os.rename(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
 
 
 def _with_basic_auth(app, user, password_sha256):

@@ -35,6 +35,7 @@ from ansible_collections.fleetops.health.plugins.module_utils.restart_budget imp
     RestartBudgetStore,
 )
 from ansible_collections.fleetops.health.plugins.module_utils.state_file import StateDir, StateSchema, count, locked_state, map_of, record
+from ansible_collections.fleetops.health.plugins.module_utils.textfile import write_textfile
 
 CONFIG_VERSION = 1
 KINDS = ("probe", "log")
@@ -210,23 +211,9 @@ def _number(value):
     return str(int(value))
 
 
-def write_textfile(directory, check_name, text):
-    """``<directory>/fleetops_probes_<check>.prom``, atomically: node_exporter never reads half a file."""
-    final = os.path.join(directory, "fleetops_probes_%s.prom" % check_name)
-    partial = os.path.join(directory, ".fleetops_probes_%s.prom.%d" % (check_name, os.getpid()))
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(partial, 0o644)
-        os.rename(partial, final)
-    except BaseException:
-        try:
-            os.unlink(partial)
-        except OSError:
-            pass
-        raise
-    return final
+def write_check_textfile(directory, check_name, text):
+    """``<directory>/fleetops_probes_<check>.prom``: one file per check, because checks run as different users."""
+    return write_textfile(os.path.join(directory, "fleetops_probes_%s.prom" % check_name), text)
 
 
 def systemctl(*args, **kwargs):
@@ -294,7 +281,7 @@ class CheckRunner(object):
             "fleetops_probe_consecutive_failures": result["consecutive_fail"],
             "fleetops_probe_last_run_timestamp_seconds": now,
         }
-        write_textfile(self.textfile_dir, self.name, render_probe_metrics(self.name, result["kind"],
+        write_check_textfile(self.textfile_dir, self.name, render_probe_metrics(self.name, result["kind"],
                                                                           self.config["service"], values))
         return {"check": self.name, "ok": result["ok"], "state": result["state"], "transition": result["transition"],
                 "error": result["error"], "latency_ms": result["latency_ms"], "metrics": values}
@@ -318,7 +305,7 @@ class CheckRunner(object):
             hits = dict((rule.name, hits.get(rule.name, 0)) for rule in rules)
             hits_state.data["hits"] = hits
             hits_state.save()
-        write_textfile(self.textfile_dir, self.name, render_log_metrics(hits, ",".join(log["paths"])))
+        write_check_textfile(self.textfile_dir, self.name, render_log_metrics(hits, ",".join(log["paths"])))
         threshold = SEVERITIES.index(log["notify_severity"])
         alarming = dict((rule, found) for rule, found in facts["rules"].items()
                         if found["count"] and SEVERITIES.index(found["severity"]) >= threshold)

@@ -18,21 +18,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from im_receivers import IMReceiver  # noqa: E402  pylint: disable=wrong-import-position
+from remediate_lab import BUDGET_FILE, CRASHY_UNIT, NGINX, PLAYBOOK, STATE_DIRS  # noqa: E402  pylint: disable=C0413
 import lab as host_lab  # noqa: E402  pylint: disable=wrong-import-position
 
-PLAYBOOK = "playbooks/remediate.yml"
 SECRET = "SECe2e-remediate-0c1f3b7d9a"
-STATE_DIRS = "/var/lib/fleetops/remediate /var/lib/fleetops/im_spool"
-BUDGET_FILE = "/var/lib/fleetops/remediate/budgets.json"
 pytestmark = pytest.mark.lab_hosts(3)
-
-NGINX = {"name": "nginx", "unit": "nginx.service", "probe": {"url": "http://127.0.0.1/", "expect_status": [200]}}
-# Starts, then dies a second later; its port never opens, so no restart can verify.
-CRASHY_UNIT = """[Unit]
-Description=fleetops e2e: a service that crashes right after every start
-[Service]
-ExecStart=/bin/sh -c 'sleep 1; exit 1'
-"""
 
 
 @pytest.fixture

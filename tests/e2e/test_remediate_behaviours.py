@@ -18,19 +18,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from im_receivers import IMReceiver  # noqa: E402  pylint: disable=wrong-import-position
+from remediate_lab import BUDGET_FILE, CRASHY_UNIT, NGINX, PLAYBOOK, STATE_DIRS  # noqa: E402  pylint: disable=C0413
 
-PLAYBOOK = "playbooks/remediate.yml"
-STATE_DIRS = "/var/lib/fleetops/remediate /var/lib/fleetops/im_spool"
-BUDGET_FILE = "/var/lib/fleetops/remediate/budgets.json"
 SECRET = "SECe2e-behaviours-5e2a9c1f"
 pytestmark = pytest.mark.lab_hosts(3)
 
-NGINX = {"name": "nginx", "unit": "nginx.service", "probe": {"url": "http://127.0.0.1/", "expect_status": [200]}}
-CRASHY_UNIT = """[Unit]
-Description=fleetops e2e: a service that crashes right after every start
-[Service]
-ExecStart=/bin/sh -c 'sleep 1; exit 1'
-"""
 RESTART_TASK = "Restart or start the services the plan names"
 PLAN_TASK = "Show the plan (in check mode this is all that happens)"
 VERIFY_TASK = "Probe each restarted service until it is healthy or its verify_timeout has passed"
