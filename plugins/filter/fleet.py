@@ -18,6 +18,7 @@ from ansible_collections.fleetops.health.plugins.module_utils.scoring import (
     worst_verdict,
 )
 
+
 def human_bytes(value):
     """1536 -> '1.5 KiB'; ``None`` -> '-'."""
     if value is None:

@@ -110,8 +110,8 @@ def test_check_mode_left_nothing(host):
 @on("probes-notify")
 def test_nginx_down_gives_one_failed_notice_and_up_one_recovered(host):
     def count(severity):
-        return len([m for m in notices(host) if m["severity"] == severity and m["title"].endswith("check web failed"
-                                                                                                   if severity == "critical" else "check web recovered")])
+        ending = "check web failed" if severity == "critical" else "check web recovered"
+        return len([m for m in notices(host) if m["severity"] == severity and m["title"].endswith(ending)])
 
     failed_before, recovered_before = count("critical"), count("resolved")
     host.run("systemctl stop nginx.service")
