@@ -110,8 +110,8 @@ def wall_and_cpu(function):
     result = function()
     wall = time.perf_counter() - started
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = time.process_time() - cpu_started + (children_after.ru_utime + children_after.ru_stime
-                                                - children.ru_utime - children.ru_stime)
+    children_cpu = children_after.ru_utime + children_after.ru_stime - children.ru_utime - children.ru_stime
+    cpu = time.process_time() - cpu_started + children_cpu
     return wall, cpu, result
 
 

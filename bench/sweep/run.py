@@ -91,7 +91,7 @@ def play(command, env, cwd):
                             universal_newlines=True)
     sampler = MemorySampler(proc.pid)
     sampler.start()
-    output, _ = proc.communicate(timeout=3600)
+    output = proc.communicate(timeout=3600)[0]
     elapsed = time.monotonic() - start
     sampler.stop()
     if proc.returncode != 0:

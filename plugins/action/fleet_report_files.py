@@ -121,8 +121,7 @@ class ActionModule(ActionBase):
             text = source.read()
         # The same whitespace rules as ansible.builtin.template, so the file reads the same; a sandbox,
         # because the report carries strings from the hosts.
-        environment = SandboxedEnvironment(trim_blocks=True, undefined=StrictUndefined,
-                                                    keep_trailing_newline=False)
+        environment = SandboxedEnvironment(trim_blocks=True, undefined=StrictUndefined, keep_trailing_newline=False)
         environment.filters["fleetops.health.human_bytes"] = human_bytes
         try:
             return environment.from_string(text).render(__sweep_report=report) + "\n"

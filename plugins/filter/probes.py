@@ -5,45 +5,7 @@
 
 from __future__ import annotations
 
-DOCUMENTATION = r"""
-name: probes_check_configs
-short_description: Validate probes_checks and probes_log_rules into the probes runner's check configs
-version_added: 0.1.0
-description:
-  - Takes C(probes_checks) (targets in fleetops.health.probe's form plus the check fields) and returns one
-    config per check and per item of C(log_rules) (rules in fleetops.health.log_scan's form), validated with
-    the same module_utils the modules use, every option typed, so the host runs them without ansible-core.
-  - A bad item fails with a message that names the list, the check and the field.
-author: fleetops.health contributors
-options:
-  _input:
-    description: probes_checks.
-    type: list
-    elements: dict
-    required: true
-  log_rules:
-    description: probes_log_rules.
-    type: list
-    elements: dict
-    required: true
-  defaults:
-    description: interval, timeout, initial_delay, healthy_threshold, unhealthy_threshold and restart (a dict).
-    type: dict
-    required: true
-"""
-
-EXAMPLES = r"""
-- name: The checks as the runner reads them
-  ansible.builtin.set_fact:
-    configs: "{{ probes_checks | fleetops.health.probes_check_configs(probes_log_rules, defaults) }}"
-"""
-
-RETURN = r"""
-_value:
-  description: One dict per check (name, kind, interval, timeout, target or log, restart, ...).
-  type: list
-  elements: dict
-"""
+# The filter's documentation is its sidecar, plugins/filter/probes_check_configs.yml.
 
 from ansible.errors import AnsibleFilterError
 

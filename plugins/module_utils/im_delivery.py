@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Deliver IM notifications: retries with backoff, an on-disk spool, a dedupe window, flushing in order.
 
-Public API: ``notifier_for`` (wires everything from plain options), ``HttpTransport``, ``Sender``, ``Spool``,
+Public API: ``notifier_for`` (wires everything from plain options), ``Sender``, ``Spool``,
 ``DedupeLedger``, ``Notifier`` and the errors.
 The clock and sleep are injectable so that retry timing is testable without waiting.
 """
@@ -28,9 +28,7 @@ from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import
     scrub,
 )
 from ansible_collections.fleetops.health.plugins.module_utils.im_transport import (
-    USER_AGENT,
     BACKENDS as TRANSPORTS,
-    OpenUrlTransport,
     transport_for,
 )
 from ansible_collections.fleetops.health.plugins.module_utils.redaction import url_secrets
@@ -73,8 +71,6 @@ DEDUPE_SCHEMA = StateSchema(
     empty=lambda: {"keys": {}},
     migrate=_unversioned_ledger,
 )
-# USER_AGENT and HttpTransport stay importable from here (public API); the transports live in im_transport.
-HttpTransport = OpenUrlTransport
 
 
 class DeliveryError(Exception):

@@ -85,7 +85,7 @@ def test_units_carry_the_schedule_the_hardening_and_the_right_user(tmp_path):
     for unit in (web, db, log):
         assert unit["ProtectSystem"] == ["strict"] and unit["NoNewPrivileges"] == ["yes"]
         assert unit["Type"] == ["oneshot"] and unit["MemoryMax"] == ["64M"]
-    assert web["ExecStart"] == ['"%s" "/etc/fleetops/probes/web.json"' % RUNNER]
+    assert web["ExecStart"] == ['/usr/bin/python3 "%s" "/etc/fleetops/probes/web.json"' % RUNNER]
     timer = settings((out / "fleetops-probe-web.timer").read_text())
     assert (timer["OnUnitActiveSec"], timer["OnBootSec"], timer["OnActiveSec"], timer["RandomizedDelaySec"]) == (
         ["10"], ["10"], ["10"], ["5"])

@@ -74,14 +74,14 @@ def test_a_symlinked_report_file_is_refused_not_followed(tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("keep me")
     (dest / "fleet-report.json").symlink_to(victim)
-    proc, _ = run(tmp_path, dest)
+    proc = run(tmp_path, dest)[0]
     assert proc.returncode != 0
     assert "is a symlink" in proc.stdout
     assert victim.read_text() == "keep me"
 
 
 def test_a_mode_that_is_not_octal_names_the_option(tmp_path):
-    proc, _ = run(tmp_path, tmp_path / "report", mode="rw-------")
+    proc = run(tmp_path, tmp_path / "report", mode="rw-------")[0]
     assert proc.returncode != 0
     assert "mode must be a quoted octal mode" in proc.stdout
     assert not (tmp_path / "report").exists()
