@@ -281,8 +281,8 @@ class CheckRunner(object):
             "fleetops_probe_consecutive_failures": result["consecutive_fail"],
             "fleetops_probe_last_run_timestamp_seconds": now,
         }
-        write_check_textfile(self.textfile_dir, self.name, render_probe_metrics(self.name, result["kind"],
-                                                                          self.config["service"], values))
+        metrics = render_probe_metrics(self.name, result["kind"], self.config["service"], values)
+        write_check_textfile(self.textfile_dir, self.name, metrics)
         return {"check": self.name, "ok": result["ok"], "state": result["state"], "transition": result["transition"],
                 "error": result["error"], "latency_ms": result["latency_ms"], "metrics": values}
 
