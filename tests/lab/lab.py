@@ -65,11 +65,14 @@ INOTIFY_SYSCTL = Path("/proc/sys/fs/inotify/max_user_instances")
 SUITE = "bookworm"
 VARIANT = "minbase"
 # python3-psutil feeds host_resources, python3-aiohttp the probes, nginx-light the load-balancer
-# scenarios (installed but disabled, so a scenario enables it when it wants it).
+# scenarios (installed but disabled, so a scenario enables it when it wants it). uvloop and regex are what
+# probe and log_scan use when present; requests and prometheus-client are what the runtime role installs
+# for the agent and the probes runner, in the image so that the roles are tested offline, as a site without
+# a mirror runs them.
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "python3", "python3-apt", "openssh-server", "iproute2",
     "procps", "sudo", "ca-certificates", "curl", "python3-psutil", "python3-aiohttp", "nginx-light",
-    "python3-uvloop", "python3-regex",
+    "python3-uvloop", "python3-regex", "python3-requests", "python3-prometheus-client",
 )
 # Runs inside the debootstrapped root. Timers that wake every container at random are masked; ssh
 # host keys and the machine-id are left for each host to create at boot, so no two hosts share them.
