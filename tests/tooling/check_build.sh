@@ -7,10 +7,13 @@ ansible-galaxy collection build --force --output-path "$work" >/dev/null
 tarball=$(ls "$work"/fleetops-health-*.tar.gz)
 ANSIBLE_COLLECTIONS_PATH="$work/collections" ansible-galaxy collection install -p "$work/collections" "$tarball" >/dev/null
 count=0
+# A filter's doc is its .yml sidecar (one per filter, several filters per .py file); modules and callbacks
+# carry theirs in the .py.
 for kind_dir in modules callback filter; do
-  for plugin in plugins/"$kind_dir"/*.py; do
+  suffix=.py; [ "$kind_dir" = filter ] && suffix=.yml
+  for plugin in plugins/"$kind_dir"/*"$suffix"; do
     [ -f "$plugin" ] || continue
-    name=$(basename "$plugin" .py)
+    name=$(basename "$plugin" "$suffix")
     kind=$kind_dir; [ "$kind" = modules ] && kind=module
     ANSIBLE_COLLECTIONS_PATH="$work/collections" ansible-doc -t "$kind" "fleetops.health.$name" >/dev/null
     count=$((count + 1))
