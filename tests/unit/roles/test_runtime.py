@@ -17,6 +17,7 @@ import textwrap
 import pytest
 
 from ansible_collections.fleetops.health.tests.unit.playbook_runner import ANSIBLE_PLAYBOOK, COLLECTION_ROOT, ansible_env
+from ansible_collections.fleetops.health.tests.unit.without_ansible import BLOCK_ANSIBLE
 
 MODULE_UTILS = sorted(name for name in os.listdir(os.path.join(COLLECTION_ROOT, "plugins", "module_utils"))
                       if name.endswith(".py"))
@@ -27,15 +28,7 @@ PLAYBOOK = """
     - role: fleetops.health.runtime
 """
 # What the probes runner and the agent import, with ansible-core made unimportable.
-HOST_PROGRAM = textwrap.dedent("""
-    import sys
-
-    class NoAnsible(object):
-        def find_spec(self, name, path=None, target=None):
-            if name == "ansible" or name.startswith("ansible."):
-                raise ImportError("ansible-core is not installed on this host: " + name)
-
-    sys.meta_path.insert(0, NoAnsible())
+HOST_PROGRAM = BLOCK_ANSIBLE + textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     import importlib
     for name in sys.argv[2:]:

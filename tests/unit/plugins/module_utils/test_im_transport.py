@@ -24,6 +24,7 @@ from ansible_collections.fleetops.health.plugins.module_utils.im_transport impor
     transport_for,
 )
 from ansible_collections.fleetops.health.tests.unit.im_receivers import IMReceiver
+from ansible_collections.fleetops.health.tests.unit.without_ansible import BLOCK_ANSIBLE
 
 JSON = {"Content-Type": "application/json; charset=utf-8"}
 
@@ -181,15 +182,7 @@ def test_unknown_transport_names_the_option():
         notifier_for("webhook", "http://127.0.0.1:1/hooks/x", transport="curl")
 
 
-NO_ANSIBLE = textwrap.dedent("""
-    import sys
-
-    class NoAnsible(object):
-        def find_spec(self, name, path=None, target=None):
-            if name == "ansible" or name.startswith("ansible."):
-                raise ImportError("ansible-core is not installed on this host: " + name)
-
-    sys.meta_path.insert(0, NoAnsible())
+NO_ANSIBLE = BLOCK_ANSIBLE + textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     from ansible_collections.fleetops.health.plugins.module_utils.im_adapters import Notification
     from ansible_collections.fleetops.health.plugins.module_utils.im_delivery import notifier_for

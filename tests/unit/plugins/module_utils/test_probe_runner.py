@@ -19,20 +19,14 @@ import pytest
 from ansible_collections.fleetops.health.plugins.module_utils.probe_runner import CheckError, normalize_check
 from ansible_collections.fleetops.health.tests.unit.im_receivers import IMReceiver
 from ansible_collections.fleetops.health.tests.unit.playbook_runner import COLLECTION_ROOT
+from ansible_collections.fleetops.health.tests.unit.without_ansible import BLOCK_ANSIBLE
 
 SCRIPT = os.path.join(COLLECTION_ROOT, "roles", "probes", "files", "fleetops-probe-check")
 DEFAULTS = {"interval": 30, "timeout": 2, "initial_delay": 0, "healthy_threshold": 2, "unhealthy_threshold": 2,
             "restart": {"max_restarts": 2, "window": "1h", "backoff": 0, "verify_timeout": 1}}
 # Runs the host script with ansible-core unimportable, as on a host that has only the runtime role's packages.
-WITHOUT_ANSIBLE = textwrap.dedent("""
-    import runpy, sys
-
-    class NoAnsible(object):
-        def find_spec(self, name, path=None, target=None):
-            if name == "ansible" or name.startswith("ansible."):
-                raise ImportError("ansible-core is not installed on this host: " + name)
-
-    sys.meta_path.insert(0, NoAnsible())
+WITHOUT_ANSIBLE = BLOCK_ANSIBLE + textwrap.dedent("""
+    import runpy
     script = sys.argv.pop(1)
     sys.argv[0] = script
     runpy.run_path(script, run_name="__main__")
