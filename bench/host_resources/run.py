@@ -102,6 +102,8 @@ def own_work(repeats):
     }
 
 
+RUNS_PER_SIZE = {10: 5, 50: 3, 100: 3}
+
 SETUP_PLAY = """
 - name: setup anchor
   hosts: all
@@ -113,7 +115,8 @@ SETUP_PLAY = """
 
 
 def fleet(sizes, workdir):
-    """One run of each play per size: a 100-host run already averages over 100 module calls."""
+    """Alternating runs of each play per size, medians: RUNS_PER_SIZE[size] runs (one run at N=10 swung by a
+    tenth between tries; a 100-host run already averages over 100 module calls)."""
     playbook = os.path.join(workdir, "setup-min.yml")
     with open(playbook, "w") as handle:
         handle.write(SETUP_PLAY)
@@ -128,12 +131,15 @@ def fleet(sizes, workdir):
         playbook_bin = os.path.join(BIN, "ansible-playbook")
         sweep = [playbook_bin, "-i", inventory, "fleetops.health.sweep", "-e", "sweep_report_dir=%s/report" % workdir]
         anchor = [playbook_bin, "-i", inventory, playbook]
-        # The measure alone (--tags fleet_measure) shows the module's share without the fixed report cost.
+        # The measure alone (--tags fleet_measure) shows the module's share without the report's cost.
         # The anchor first, so that it, not the sweep, pays for the cold caches of the size's first run.
-        anchor_ms = timed(anchor, cwd=workdir) * 1000.0 / size
-        sweep_ms = timed(sweep, cwd=workdir) * 1000.0 / size
-        measure_ms = timed(sweep + ["--tags", "fleet_measure"], cwd=workdir) * 1000.0 / size
-        results.append((size, sweep_ms, measure_ms, anchor_ms))
+        runs = dict(anchor=[], sweep=[], measure=[])
+        for _run in range(RUNS_PER_SIZE.get(size, 1)):
+            runs["anchor"].append(timed(anchor, cwd=workdir) * 1000.0 / size)
+            runs["sweep"].append(timed(sweep, cwd=workdir) * 1000.0 / size)
+            runs["measure"].append(timed(sweep + ["--tags", "fleet_measure"], cwd=workdir) * 1000.0 / size)
+        results.append((size, statistics.median(runs["sweep"]), statistics.median(runs["measure"]),
+                        statistics.median(runs["anchor"]), len(runs["anchor"])))
     return results
 
 
@@ -180,11 +186,11 @@ def ad_hoc_and_own_work(repeats):
 def fleet_part(sizes):
     with tempfile.TemporaryDirectory(prefix="bench-host-resources-") as workdir:
         rows = fleet(sizes, workdir)
-    print("\n3. fleet of N local-connection hosts, ms per host (forks from ansible.cfg)")
-    columns = "   %-6s %16s %6s %20s %6s %12s %6s"
-    print(columns % ("N", "setup min play", "ratio", "sweep measure only", "ratio", "whole sweep", "ratio"))
-    for size, sweep_ms, measure_ms, anchor_ms in rows:
-        print(columns % (size, "%.0f" % anchor_ms, "1.00", "%.0f" % measure_ms, "%.2f" % (measure_ms / anchor_ms),
+    print("\n3. fleet of N local-connection hosts, ms per host, median of alternating runs (forks from ansible.cfg)")
+    columns = "   %-6s %5s %16s %6s %20s %6s %12s %6s"
+    print(columns % ("N", "runs", "setup min play", "ratio", "sweep measure only", "ratio", "whole sweep", "ratio"))
+    for size, sweep_ms, measure_ms, anchor_ms, runs in rows:
+        print(columns % (size, runs, "%.0f" % anchor_ms, "1.00", "%.0f" % measure_ms, "%.2f" % (measure_ms / anchor_ms),
                          "%.0f" % sweep_ms, "%.2f" % (sweep_ms / anchor_ms)))
     print("   goal: ratio <= 1.0, the whole sweep included (its report is written by an action plugin, no module runs)")
     print("\nload1 at end %.1f" % os.getloadavg()[0])

@@ -187,6 +187,10 @@ all:
     misconfigured-01:
       sweep_probe_targets:
         - {name: api, url: "ftp://127.0.0.1/"}
+    # A string, not a list of targets: the role checks its variables once per play (on the first host), so
+    # this host's value is refused by the probe module on this host alone.
+    wrong-type-01:
+      sweep_probe_targets: "http://127.0.0.1:1/"
     web-01:
       sweep_probe_targets:
         - {name: api, tcp: "127.0.0.1:%(closed_port)s"}
@@ -215,6 +219,8 @@ def test_sweep_probes_and_scans_logs_where_the_inventory_asks(tmp_path, inject_f
     misconfigured = rows["misconfigured-01"]
     assert misconfigured["verdict"] == "crit" and misconfigured["top_reason"].startswith("probe failed: ")
     assert "api" in misconfigured["top_reason"]
+    wrong_type = rows["wrong-type-01"]
+    assert wrong_type["verdict"] == "crit" and "targets" in wrong_type["top_reason"], wrong_type
     web = rows["web-01"]
     assert web["verdict"] == "crit"
     assert "probe api down (refused)" in web["reasons"]
