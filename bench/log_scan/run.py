@@ -43,8 +43,6 @@ RULES = [
     {"name": "oom", "pattern": r"Out of memory: Killed process \d+", "severity": "critical"},
     {"name": "http_5xx", "pattern": r"status=5\d\d", "severity": "warning"},
 ]
-# The module's default for its threads option.
-MODULE_THREADS = 2
 # The same rules as POSIX EREs for grep.
 GREP_RULES = ["ERROR", "Timeout", "Exception", "Out of memory: Killed process [0-9]+", "status=5[0-9][0-9]"]
 
@@ -92,10 +90,10 @@ def generate(path, size_mb):
     os.rename(path + ".tmp", path)
 
 
-def engine_scan(paths, state_dir, start_at="beginning", timings=None, threads=MODULE_THREADS):
+def engine_scan(paths, state_dir, start_at="beginning", timings=None):
     """One run as the module does it: compile, lock and load, scan, save (temp file, fsync, rename, fsync)."""
     started = time.perf_counter()
-    counter = log_scanner.RuleCounter(log_scanner.compile_rules(RULES), threads=threads)
+    counter = log_scanner.RuleCounter(log_scanner.compile_rules(RULES))
     with log_offsets.OffsetStore(state_dir) as store:
         facts = log_scanner.LogScan(paths, counter, store, start_at).run()
         scanned = time.perf_counter()
@@ -225,15 +223,14 @@ def main():
     grep_any = "|".join(GREP_RULES)
     workdir = tempfile.mkdtemp(prefix="log_scan_bench.")
     try:
-        def fresh_scan(threads=MODULE_THREADS):
+        def fresh_scan():
             state_dir = os.path.join(workdir, "state-full")
             shutil.rmtree(state_dir, ignore_errors=True)
-            return engine_scan([log], state_dir, threads=threads)
-        greps, scans, single = [], [], []
+            return engine_scan([log], state_dir)
+        greps, scans = [], []
         for _round in range(repeats):
             greps.append(wall_and_cpu(lambda: grep_count(grep_any, log)))
             scans.append(wall_and_cpu(fresh_scan))
-            single.append(wall_and_cpu(lambda: fresh_scan(threads=1)))
         grep_total, facts = greps[-1][2], scans[-1][2]
         grep_seconds = min(wall for wall, _cpu, _result in greps)
         scan_seconds = min(wall for wall, _cpu, _result in scans)
@@ -242,23 +239,14 @@ def main():
         scan_cpu = min(cpu for _wall, cpu, _result in scans)
         per_rule_grep = [grep_count(pattern, log) for pattern in GREP_RULES]
         per_rule_scan = [facts["rules"][rule["name"]]["count"] for rule in RULES]
-        if [single[-1][2]["rules"][rule["name"]]["count"] for rule in RULES] != per_rule_scan:
-            raise SystemExit("threads=1 and threads=%d counted differently" % MODULE_THREADS)
         grep_rate, scan_rate = megabytes / grep_seconds, megabytes / scan_seconds
         rows.append(("full scan %d MB, 5 rules: grep -c -E (anchor)" % round(megabytes), "%.0f MB/s" % grep_rate, "1.00x"))
-        rows.append(("full scan: log_scan engine, threads=%d (default)" % MODULE_THREADS, "%.0f MB/s" % scan_rate,
+        rows.append(("full scan: log_scan engine (per-rule counts + samples)", "%.0f MB/s" % scan_rate,
                      "%.2fx" % (scan_rate / grep_rate)))
-        rows.append(("full scan: log_scan engine, threads=%d, median of the per-round ratios" % MODULE_THREADS, "-",
-                     "%.2fx" % per_round))
-        single_rate = megabytes / min(wall for wall, _cpu, _result in single)
-        rows.append(("full scan: log_scan engine, threads=1", "%.0f MB/s" % single_rate,
-                     "%.2fx" % (single_rate / grep_rate)))
+        rows.append(("full scan: log_scan engine, median of the per-round ratios", "-", "%.2fx" % per_round))
         rows.append(("full scan: grep -c -E, per CPU-second (anchor)", "%.0f MB/s" % (megabytes / grep_cpu), "1.00x"))
-        rows.append(("full scan: log_scan engine, threads=%d, per CPU-second" % MODULE_THREADS,
-                     "%.0f MB/s" % (megabytes / scan_cpu), "%.2fx" % (grep_cpu / scan_cpu)))
-        single_cpu = min(cpu for _wall, cpu, _result in single)
-        rows.append(("full scan: log_scan engine, threads=1, per CPU-second", "%.0f MB/s" % (megabytes / single_cpu),
-                     "%.2fx" % (grep_cpu / single_cpu)))
+        rows.append(("full scan: log_scan engine, per CPU-second", "%.0f MB/s" % (megabytes / scan_cpu),
+                     "%.2fx" % (grep_cpu / scan_cpu)))
         rows.append(("(load average before part 1: %.2f %.2f %.2f)" % load_before, "", ""))
         if args.full_scan_only:
             args.skip_ansible = True

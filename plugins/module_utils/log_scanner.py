@@ -9,10 +9,6 @@ to find that line's bounds. Alternations and IGNORECASE defeat the engine's lite
 against 3 GB/s here), so keywords are searched one by one, and case-blind keywords are searched in a
 lowercased copy of the chunk made once for all such rules.
 
-With the ``regex`` module, whose searches let go of the GIL, a large block is matched by ``threads``
-threads at once: each takes one rule over one part of the block (split at line ends), so two cores bring
-five rule passes near grep's one. Small blocks, the usual incremental run, stay on one thread.
-
 Two bounds keep a hostile line or rule from holding a run (and its offsets lock) for ever. Every
 pattern search has a timeout: a rule that needs more than RULE_LINE_TIMEOUT seconds on one line skips
 that line, is reported, and the scan goes on. And the run has a time budget: when it runs out the scan
@@ -51,9 +47,6 @@ TIME_BUDGET_MIN = 0.1
 TIME_BUDGET_MAX = 3600.0
 # Rule timeouts listed in the facts; more are counted only.
 RULE_TIMEOUTS_LISTED = 20
-# Blocks smaller than this are matched on one thread: starting threads would cost more than it saves.
-PARALLEL_MIN_BYTES = 1024 * 1024
-THREADS_MAX = 16
 
 
 class OutOfTime(Exception):
@@ -124,10 +117,7 @@ def compile_rules(rule_specs):
                 raise RuleError("%s.keywords: keywords must not be empty strings" % where)
             # bytes.lower() folds ASCII only, like a bytes regex with IGNORECASE.
             encoded = [keyword.encode("utf-8") for keyword in keywords]
-            # regex when it is there, like patterns: its searches can run on several threads.
-            engine = timed_regex or re
-            searches = [engine.compile(engine.escape(keyword.lower() if ignore_case else keyword))
-                        for keyword in encoded]
+            searches = [re.compile(re.escape(keyword.lower() if ignore_case else keyword)) for keyword in encoded]
             on_lowered = ignore_case
             timed = False  # escaped literals: linear on any line
         elif spec.get("pattern"):
@@ -146,15 +136,11 @@ class RuleCounter(object):
 
     ``deadline`` (a time.monotonic() value, set by LogScan) ends matching with OutOfTime. ``origin_path``
     and ``origin_offset`` say where the block being matched comes from, so that a line on which a rule
-    timed out is reported by file and offset. ``threads`` (1 to THREADS_MAX, at most the CPUs this process
-    may use) match a large block at once; without the ``regex`` module there is one.
+    timed out is reported by file and offset.
     """
 
-    def __init__(self, rules, samples=5, sample_max_len=500, line_timeout=RULE_LINE_TIMEOUT, threads=1):
+    def __init__(self, rules, samples=5, sample_max_len=500, line_timeout=RULE_LINE_TIMEOUT):
         self.rules = rules
-        self.threads = min(max(1, threads), usable_cpus()) if timed_regex is not None else 1
-        # Searches on regex let go of the GIL only when told that the haystack cannot change (bytes cannot).
-        self._search_options = {"concurrent": True} if timed_regex is not None else {}
         self.max_samples = samples
         self.sample_max_len = sample_max_len
         self.line_timeout = line_timeout
@@ -189,7 +175,8 @@ class RuleCounter(object):
         try:
             if self.out_of_time():
                 raise OutOfTime(begin)
-            found_per_rule = self._all_rule_lines(buf, lowered, begin, end)
+            found_per_rule = [self._rule_lines(rule, lowered if rule.on_lowered else buf, buf, begin, end, False)
+                              for rule in self.rules]
         except OutOfTime:
             raise OutOfTime(begin)
         except _SlowBlock:
@@ -200,23 +187,6 @@ class RuleCounter(object):
             self._match_line_by_line(buf, lowered, begin, end)
         else:
             self._count(buf, found_per_rule)
-
-    def _all_rule_lines(self, buf, lowered, begin, end):
-        """``_rule_lines`` of every rule over the block, on ``threads`` threads when the block is large."""
-        if self.threads == 1 or end - begin < PARALLEL_MIN_BYTES:
-            return [self._rule_lines(rule, lowered if rule.on_lowered else buf, buf, begin, end, False)
-                    for rule in self.rules]
-        parts = _line_parts(buf, begin, end, self.threads)
-        tasks = [(index, rule, part_begin, part_end)
-                 for index, rule in enumerate(self.rules) for part_begin, part_end in parts]
-        results = _run_on_threads(
-            lambda task: self._rule_lines(task[1], lowered if task[1].on_lowered else buf, buf, task[2], task[3], False),
-            tasks, self.threads)
-        found_per_rule = [([], []) for _rule in self.rules]
-        for (index, _rule, _begin, _end), (lines, slow_lines) in zip(tasks, results):
-            found_per_rule[index][0].extend(lines)  # parts in order, so the lines stay in order
-            found_per_rule[index][1].extend(slow_lines)
-        return found_per_rule
 
     def _match_line_by_line(self, buf, lowered, begin, end):
         pos = begin
@@ -268,14 +238,14 @@ class RuleCounter(object):
 
     def _search(self, regex, haystack, pos, end, timed):
         if not timed:
-            return regex.search(haystack, pos, end, **self._search_options)
+            return regex.search(haystack, pos, end)
         timeout = self.line_timeout
         if self.deadline is not None and self.progressed:
             timeout = min(timeout, self.deadline - time.monotonic())
             if timeout <= 0:
                 raise OutOfTime()
         if timed_regex is not None:
-            return regex.search(haystack, pos, end, timeout=timeout, **self._search_options)
+            return regex.search(haystack, pos, end, timeout=timeout)
         if self.search_alarm is not None:
             return self.search_alarm.search(regex, haystack, pos, end, timeout)
         return regex.search(haystack, pos, end)
@@ -334,63 +304,6 @@ class RuleCounter(object):
     def highest_severity(self):
         hit = [SEVERITY_ORDER.index(rule.severity) for rule in self.rules if self.counts[rule.name]]
         return SEVERITY_ORDER[max(hit)] if hit else "none"
-
-
-def usable_cpus():
-    """The CPUs this process may run on (its affinity mask where the platform tells it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _line_parts(buf, begin, end, count):
-    """``[begin, end)`` cut into about ``count`` equal parts, each ending after a newline (or at ``end``)."""
-    parts = []
-    part_begin = begin
-    for index in range(1, count):
-        newline = buf.find(b"\n", max(part_begin, begin + (end - begin) * index // count), end)
-        cut = end if newline < 0 else newline + 1
-        if cut > part_begin:
-            parts.append((part_begin, cut))
-            part_begin = cut
-    if part_begin < end:
-        parts.append((part_begin, end))
-    return parts
-
-
-def _run_on_threads(function, tasks, threads):
-    """``[function(task) for task in tasks]`` on ``threads`` threads (this one included).
-
-    When a task raises, no new task starts, and once the running ones end the exception of the first such
-    task (in the order of ``tasks``) is raised, as a loop would have raised it.
-    """
-    results = [None] * len(tasks)
-    errors = {}
-    lock = threading.Lock()
-    pending = iter(range(len(tasks)))
-
-    def work():
-        while True:
-            with lock:
-                index = None if errors else next(pending, None)
-            if index is None:
-                return
-            try:
-                results[index] = function(tasks[index])
-            except BaseException as exc:  # pylint: disable=broad-except
-                with lock:
-                    errors[index] = exc
-
-    helpers = [threading.Thread(target=work, name="log-scan-%d" % number, daemon=True) for number in range(threads - 1)]
-    for helper in helpers:
-        helper.start()
-    work()
-    for helper in helpers:
-        helper.join()
-    if errors:
-        raise errors[min(errors)]
-    return results
 
 
 def scan_range(fd, start, end, counter, skip_partial=False, final=False,

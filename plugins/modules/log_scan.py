@@ -116,15 +116,6 @@ options:
         a rule that backtracks without end on a line stops every run at that line until it is fixed.
     type: float
     default: 30
-  threads:
-    description:
-      - Threads that match a large read (1 MiB or more, such as a first run with O(start_at=beginning) or a
-        backlog) at once, each one rule over one part of it. From 1 to 16, and at most the CPUs the task may
-        use. V(1) keeps the scan on one core.
-      - Needs the Python C(regex) module on the managed host, whose searches run outside Python's global lock;
-        without it the scan uses one thread. Reads under 1 MiB, the usual incremental run, use one thread.
-    type: int
-    default: 2
 extends_documentation_fragment:
   - fleetops.health.attributes
 attributes:
@@ -276,7 +267,6 @@ def main():
             samples=dict(type="int", default=5),
             sample_max_len=dict(type="int", default=500),
             time_budget=dict(type="float", default=30.0),
-            threads=dict(type="int", default=2),
         ),
         supports_check_mode=True,
     )
@@ -288,7 +278,6 @@ def main():
         check_number(params["lock_timeout"], "lock_timeout", minimum=0, maximum=3600)
         check_number(params["time_budget"], "time_budget", minimum=log_scanner.TIME_BUDGET_MIN,
                      maximum=log_scanner.TIME_BUDGET_MAX)
-        check_number(params["threads"], "threads", minimum=1, maximum=log_scanner.THREADS_MAX)
     except OptionError as exc:
         module.fail_json(msg=str(exc))
     try:
@@ -296,7 +285,7 @@ def main():
     except log_scanner.RuleError as exc:
         module.fail_json(msg="rules: %s" % exc)
 
-    counter = log_scanner.RuleCounter(rules, params["samples"], params["sample_max_len"], threads=params["threads"])
+    counter = log_scanner.RuleCounter(rules, params["samples"], params["sample_max_len"])
     store = log_offsets.OffsetStore(params["state_dir"], check_mode=module.check_mode,
                                     lock_timeout=params["lock_timeout"])
     try:

@@ -618,8 +618,8 @@ def grep_count(path, stages):
     return int(data.decode().strip())
 
 
-def overlapping_rules_log(path):
-    """20,000 lines on which the RULES_AND_GREPS rules overlap, with a match split across a newline."""
+@pytest.mark.parametrize("chunk_bytes", [4096, log_scanner.CHUNK_BYTES])
+def test_counts_equal_grep_for_overlapping_rules(tmp_path, chunk_bytes):
     rng = random.Random(16)
     lines = []
     for number in range(20000):
@@ -635,65 +635,13 @@ def overlapping_rules_log(path):
     # a line split by a newline in the middle of a spanning match: neither half counts for timeout_after
     lines.append("timeout")
     lines.append("after")
-    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
-
-
-def scan_whole(path, state_dir, chunk_bytes=log_scanner.CHUNK_BYTES, threads=1):
-    counter = log_scanner.RuleCounter(log_scanner.compile_rules([rule for rule, _grep in RULES_AND_GREPS]),
-                                      threads=threads)
-    with log_offsets.OffsetStore(str(state_dir)) as store:
-        return log_scanner.LogScan([str(path)], counter, store, "beginning", chunk_bytes=chunk_bytes).run()
-
-
-@pytest.mark.parametrize("threads", [1, 3])
-@pytest.mark.parametrize("chunk_bytes", [4096, log_scanner.CHUNK_BYTES])
-def test_counts_equal_grep_for_overlapping_rules(tmp_path, monkeypatch, chunk_bytes, threads):
-    monkeypatch.setattr(log_scanner, "PARALLEL_MIN_BYTES", 0)  # every block on the threads, however small
     path = tmp_path / "app.log"
-    overlapping_rules_log(path)
-    facts = scan_whole(path, tmp_path / "state", chunk_bytes, threads)
+    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    counter = log_scanner.RuleCounter(log_scanner.compile_rules([rule for rule, _grep in RULES_AND_GREPS]))
+    with log_offsets.OffsetStore(str(tmp_path / "state")) as store:
+        facts = log_scanner.LogScan([str(path)], counter, store, "beginning", chunk_bytes=chunk_bytes).run()
     counted = dict((name, rule["count"]) for name, rule in facts["rules"].items())
     grepped = dict((rule["name"], grep_count(path, stages)) for rule, stages in RULES_AND_GREPS)
     assert counted == grepped, (counted, grepped)
     # the rules do overlap, and each of them matches something
     assert all(grepped.values()) and grepped["error"] < grepped["error_or_fail_any_case"] < sum(grepped.values())
-
-
-@pytest.mark.skipif(log_scanner.timed_regex is None, reason="threads need the regex module")
-def test_threads_give_the_same_facts_as_one_thread_samples_and_order_included(tmp_path, monkeypatch):
-    path = tmp_path / "app.log"
-    overlapping_rules_log(path)
-    one = scan_whole(path, tmp_path / "one")
-    monkeypatch.setattr(log_scanner, "PARALLEL_MIN_BYTES", 0)
-    for threads in (2, 3, 5):
-        counter_threads = log_scanner.RuleCounter(log_scanner.compile_rules([{"name": "x", "keywords": ["x"]}]),
-                                                  threads=threads).threads
-        assert counter_threads == min(threads, log_scanner.usable_cpus())
-        assert scan_whole(path, tmp_path / ("threads-%d" % threads), 64 * 1024, threads)["rules"] == one["rules"]
-
-
-def test_line_parts_cut_after_newlines_and_cover_the_block():
-    buf = b"aaaa\nbb\ncccccc\nd\n" + b"e" * 5
-    end = len(buf) - 5
-    for count in (1, 2, 3, 4, 10):
-        parts = log_scanner._line_parts(buf, 0, end, count)
-        assert parts[0][0] == 0 and parts[-1][1] == end
-        assert all(left[1] == right[0] for left, right in zip(parts, parts[1:]))
-        assert all(buf[part_end - 1:part_end] == b"\n" for _begin, part_end in parts)
-        assert len(parts) <= count
-
-
-def test_run_on_threads_raises_what_the_first_failing_task_raised():
-    def work(task):
-        if task in (3, 5):
-            raise ValueError(task)
-        return task * 2
-
-    assert log_scanner._run_on_threads(lambda task: task * 2, list(range(8)), 3) == [task * 2 for task in range(8)]
-    with pytest.raises(ValueError) as raised:
-        log_scanner._run_on_threads(work, list(range(8)), 1)
-    assert raised.value.args == (3,)
-    with pytest.raises(ValueError) as raised:
-        log_scanner._run_on_threads(lambda task: work(task) if task != 3 else time.sleep(0.2) or work(task),
-                                    list(range(8)), 3)
-    assert raised.value.args == (3,)

@@ -113,35 +113,3 @@ def test_time_budget_out_of_range_is_refused_naming_the_option(tmp_path, value):
     run = run_module("log_scan", {"paths": [str(tmp_path / "app.log")], "rules": [ERRORS],
                                   "state_dir": str(tmp_path / "state"), "time_budget": value}, timeout=RUN_TIMEOUT)
     assert run.failed and "time_budget: must be a number from 0.1 to 3600" in run.result.get("msg", ""), run.output
-
-
-@pytest.mark.parametrize("value", [0, 17, "nan", True, "two"])
-def test_threads_out_of_range_is_refused_naming_the_option(tmp_path, value):
-    (tmp_path / "app.log").write_text("")
-    run = run_module("log_scan", {"paths": [str(tmp_path / "app.log")], "rules": [ERRORS],
-                                  "state_dir": str(tmp_path / "state"), "threads": value}, timeout=RUN_TIMEOUT)
-    assert run.failed and "threads" in run.result.get("msg", ""), run.output
-    assert not (tmp_path / "state").exists()
-
-
-def test_a_hostile_line_in_a_large_read_on_threads_is_skipped_for_its_rule_only(tmp_path):
-    """A 3 MiB first read is matched on two threads; a rule that times out on one line there costs that
-    rule that line only, the counts equal one thread's, and the run stays bounded."""
-    pytest.importorskip("regex", reason="the threads and the per-line rule timeout need the regex module")
-    filler = "".join("app[%d]: GET /items/%d status=200 aaaa\n" % (index, index) for index in range(40000))
-    hostile = "a" * 40 + "!\n"
-    log = "ERROR first\n" + filler + hostile + filler + "ERROR last\n"
-    assert len(log) > 3 * 1024 * 1024
-    (tmp_path / "app.log").write_text(log)
-    rules = [ERRORS, {"name": "nested", "pattern": "(a|aa)+$"}]
-    before = baseline_seconds(tmp_path)
-    facts = {}
-    for threads in (1, 2):
-        run, facts[threads] = scan(tmp_path, rules, threads=threads,
-                                   state_dir=str(tmp_path / ("state-%d" % threads)))
-        # one timeout on the block, one on the line; matching the block line by line costs about a second more
-        assert run.elapsed < before + 2 * 1.5 + 3, (threads, run.elapsed)
-    assert facts[2]["rules"] == facts[1]["rules"]
-    assert facts[2]["rules"]["errors"]["count"] == 2 and facts[2]["rules"]["nested"]["count"] == 80000
-    assert facts[2]["rule_timeouts"] == facts[1]["rule_timeouts"] == [
-        {"rule": "nested", "path": str(tmp_path / "app.log"), "offset": log.index(hostile)}]
